@@ -1,0 +1,48 @@
+"""Correctness gates of a benchmark run, each comparing a mode with the sequential reference.
+
+contract: every committed WRITE advanced its owner by exactly one version, in order, and each
+owner's final version equals its sequential WRITE count; token_match: identical tokens per owner;
+max_logit_diff: the largest |logit difference| over all owners and emitted tokens.
+"""
+from __future__ import annotations
+
+from rwttt_ray.bench.modes import ModeResult
+
+
+def token_match(mode: ModeResult, ref: ModeResult) -> tuple[int, int]:
+    """(owners whose tokens equal the reference, owners)."""
+    same = sum(mode.tokens.get(o) == t for o, t in ref.tokens.items())
+    return same, len(ref.tokens)
+
+
+def max_logit_diff(mode: ModeResult, ref: ModeResult) -> float:
+    worst = 0.0
+    for o, ref_logits in ref.logits.items():
+        for a, b in zip(mode.logits.get(o, []), ref_logits):
+            worst = max(worst, float((a - b).abs().max()))
+    return worst
+
+
+def contract_held(mode: ModeResult, ref: ModeResult) -> bool:
+    """Versions == sequential WRITE counts, and the audit log is gap-free per owner."""
+    if mode.versions != ref.versions:
+        return False
+    last: dict[str, int] = {}
+    for rec in mode.extra.get("audit", []):
+        if rec.to_version != rec.from_version + 1 or rec.from_version != last.get(rec.owner_id, 0):
+            return False
+        last[rec.owner_id] = rec.to_version
+    return all(last.get(o, 0) == v for o, v in mode.versions.items())
+
+
+def gates(rwttt: ModeResult, naive: ModeResult | None, ref: ModeResult, tol: float = 1e-4) -> dict:
+    same, total = token_match(rwttt, ref)
+    out = {"contract_held": contract_held(rwttt, ref), "token_match": f"{same}/{total}",
+           "max_logit_diff": max_logit_diff(rwttt, ref), "logit_tolerance": tol}
+    out["passed"] = out["contract_held"] and same == total and out["max_logit_diff"] <= tol
+    if naive is not None:
+        nsame, _ = token_match(naive, ref)
+        out["naive_token_match"] = f"{nsame}/{total}"
+        out["naive_max_logit_diff"] = max_logit_diff(naive, ref)
+        out["naive_diverges"] = out["naive_max_logit_diff"] > tol
+    return out

@@ -1,0 +1,49 @@
+"""`rwttt bench --backend inproc`: every mode on one trace, the table, the gates, the JSON."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict
+
+from tqdm import tqdm
+
+from rwttt_ray.bench import modes
+from rwttt_ray.bench.gates import gates
+from rwttt_ray.bench.report import document, gates_lines, ratios, table, write_json
+from rwttt_ray.bench.traces import make_trace
+from rwttt_ray.ttt.baselines import static_model
+from rwttt_ray.ttt.model import TTTModel
+
+
+def run_inproc(model: TTTModel, args, extra_modes=None) -> dict:
+    """Runs the modes named by the flags; `extra_modes` (name -> fn(model, trace)) adds backends."""
+    trace = make_trace(args.trace, args.streams, args.prompt_len, args.gen_len, model.settings.chunk, args.seed)
+    steps = [("sequential", lambda: modes.run_sequential("sequential", model, trace)),
+             ("static_batch1", lambda: modes.run_sequential("static_batch1", static_model(model), trace)),
+             ("replicas", lambda: modes.run_replica_mode(model, trace, args.replicas or min(args.streams, os.cpu_count() or 1))),
+             ("naive_shared", lambda: modes.run_naive(model, trace)),
+             ("static_ceiling", lambda: modes.run_static(model, trace, args.max_group_size)),
+             ("rwttt_inproc", lambda: modes.run_rwttt(model, trace, args.max_group_size, args.wait_budget))]
+    steps += [(name, (lambda fn=fn: fn(model, trace))) for name, fn in (extra_modes or {}).items()]
+    skip = set(getattr(args, "skip", None) or [])
+    results = {}
+    bar = tqdm([s for s in steps if s[0] not in skip], desc="bench", unit="mode", file=sys.stderr,
+               disable=not sys.stderr.isatty() and not os.environ.get("RWTTT_PROGRESS"))
+    for name, fn in bar:
+        bar.set_postfix_str(name)
+        results[name] = fn()
+    gate = gates(results["rwttt_inproc"], results.get("naive_shared"), results["sequential"])
+    for name, res in results.items():
+        if name.startswith("rwttt_") and name != "rwttt_inproc":
+            gate.update({f"{name}_{k}": v for k, v in gates(res, None, results["sequential"]).items()})
+    config = {"model": model.name, "ttt": asdict(model.settings), "trace": args.trace, "streams": args.streams,
+              "prompt_len": args.prompt_len, "gen_len": args.gen_len, "seed": args.seed,
+              "max_group_size": args.max_group_size, "wait_budget": args.wait_budget}
+    doc = document(config, results, gate)
+    print(table(results))
+    print("ratios: " + ", ".join(f"{k}={v}" for k, v in ratios(results).items()))
+    print("gates:\n" + gates_lines(gate))
+    if args.json:
+        write_json(args.json, doc)
+        print(f"wrote {args.json}")
+    return doc

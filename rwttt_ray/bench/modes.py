@@ -1,0 +1,112 @@
+"""The benchmark's modes on one trace and one model: each returns a ModeResult.
+
+sequential (the oracle, batch 1), replicas (per-stream processes), naive shared-state batching,
+RW-TTT in-process, and the static-weights ceiling (TTT off) batched and at batch 1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from rwttt_ray.bench.measure import peak_rss, percentile
+from rwttt_ray.bench.traces import Trace
+from rwttt_ray.ttt.baselines import naive_engine, run_replicas, static_model
+from rwttt_ray.ttt.engine import Engine, OwnerOutcome
+from rwttt_ray.ttt.model import TTTModel
+from rwttt_ray.ttt.reference import SequentialReference
+
+
+@dataclass
+class ModeResult:
+    """One mode's run: per-owner tokens (and logits), wall time, latency, memory."""
+
+    name: str
+    tokens: dict[str, list[int]]
+    wall_s: float
+    peak_rss_bytes: int = 0
+    logits: dict[str, list[torch.Tensor]] = field(default_factory=dict, repr=False)
+    deltas: dict[str, list[torch.Tensor] | None] = field(default_factory=dict, repr=False)
+    versions: dict[str, int] = field(default_factory=dict)
+    ttft_s: list[float] = field(default_factory=list)
+    token_gaps_s: list[float] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(t) for t in self.tokens.values())
+
+    @property
+    def tok_per_s(self) -> float:
+        return self.num_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict:
+        return {"mode": self.name, "tokens": self.num_tokens, "wall_s": round(self.wall_s, 4),
+                "tok_per_s": round(self.tok_per_s, 2), "peak_rss_mib": round(self.peak_rss_bytes / 2**20, 1),
+                "ttft_p50_ms": round(1e3 * percentile(self.ttft_s, 50), 3),
+                "tpot_p50_ms": round(1e3 * percentile(self.token_gaps_s, 50), 3),
+                "tpot_p99_ms": round(1e3 * percentile(self.token_gaps_s, 99), 3), **self.extra}
+
+
+def from_outcomes(name: str, outcomes: dict[str, OwnerOutcome], wall_s: float, rss: int, **extra) -> ModeResult:
+    res = ModeResult(name, {o: r.tokens for o, r in outcomes.items()}, wall_s, rss, extra=extra)
+    for o, r in outcomes.items():
+        res.logits[o], res.deltas[o], res.versions[o] = r.logits, r.deltas, r.version
+        if r.token_times_s:
+            res.ttft_s.append(r.token_times_s[0] - r.arrival_s)
+            res.token_gaps_s.extend(b - a for a, b in zip(r.token_times_s, r.token_times_s[1:]))
+    return res
+
+
+def run_engine_mode(name: str, engine: Engine, trace: Trace) -> ModeResult:
+    with peak_rss() as rss:
+        t0 = time.perf_counter()
+        outcomes = engine.run(list(trace.requests), list(trace.arrival_steps))
+        wall = time.perf_counter() - t0
+    st = engine.stats
+    return from_outcomes(name, outcomes, wall, rss.peak_bytes, steps=st.steps,
+                         mean_group_size=round(sum(st.group_sizes) / max(1, len(st.group_sizes)), 2),
+                         writes_committed=st.writes_committed)
+
+
+def run_sequential(name: str, model: TTTModel, trace: Trace, keep_state: bool = True) -> ModeResult:
+    ref = SequentialReference(model, record_logits=True)
+    res = ModeResult(name, {}, 0.0)
+    with peak_rss() as rss:
+        t0 = time.perf_counter()
+        for req in trace.requests:
+            start = time.perf_counter()
+            out = ref.run(req)
+            res.tokens[req.owner_id], res.logits[req.owner_id] = out.tokens, out.logits
+            res.deltas[req.owner_id], res.versions[req.owner_id] = out.deltas, out.num_writes
+            res.ttft_s.append(time.perf_counter() - start)   # alone, from its own start
+        res.wall_s = time.perf_counter() - t0
+    res.peak_rss_bytes = rss.peak_bytes
+    return res
+
+
+def run_rwttt(model: TTTModel, trace: Trace, max_group_size: int, wait_budget_steps: int) -> ModeResult:
+    eng = Engine(model, max_owners=len(trace.requests), max_group_size=max_group_size,
+                 wait_budget_steps=wait_budget_steps, record_logits=True, keep_state=True)
+    eng.audit_groups = True
+    res = run_engine_mode("rwttt_inproc", eng, trace)
+    res.extra["groups_issued"] = len(eng.issued)
+    res.extra["audit"] = eng.ledger.history
+    return res
+
+
+def run_naive(model: TTTModel, trace: Trace) -> ModeResult:
+    eng = naive_engine(model, max_owners=len(trace.requests), record_logits=True)
+    return run_engine_mode("naive_shared", eng, trace)
+
+
+def run_static(model: TTTModel, trace: Trace, max_group_size: int) -> ModeResult:
+    eng = Engine(static_model(model), max_owners=len(trace.requests), max_group_size=max_group_size)
+    return run_engine_mode("static_ceiling", eng, trace)
+
+
+def run_replica_mode(model: TTTModel, trace: Trace, num_replicas: int) -> ModeResult:
+    with peak_rss(tree=True) as rss:
+        tokens, wall = run_replicas(model, list(trace.requests), num_replicas)
+    return ModeResult("replicas", tokens, wall, rss.peak_bytes, extra={"replicas": num_replicas})

@@ -1,0 +1,54 @@
+"""The benchmark report: ratios between modes, a terminal table, and the JSON document."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rwttt_ray.bench.modes import ModeResult
+
+
+def ratios(results: dict[str, ModeResult]) -> dict[str, float]:
+    def r(a: str, b: str) -> float | None:
+        if a in results and b in results and results[b].tok_per_s > 0:
+            return round(results[a].tok_per_s / results[b].tok_per_s, 3)
+        return None
+
+    out = {"rwttt_vs_sequential": r("rwttt_inproc", "sequential"),
+           "rwttt_vs_replicas": r("rwttt_inproc", "replicas"),
+           "rwttt_vs_static_ceiling": r("rwttt_inproc", "static_ceiling"),
+           "static_ceiling_vs_static_batch1": r("static_ceiling", "static_batch1"),
+           "naive_vs_sequential": r("naive_shared", "sequential")}
+    for name in results:
+        if name.startswith("rwttt_") and name != "rwttt_inproc":
+            out[f"{name}_vs_inproc"] = r(name, "rwttt_inproc")
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def table(results: dict[str, ModeResult]) -> str:
+    head = f"{'mode':<16}{'tok/s':>10}{'vs seq':>8}{'wall s':>9}{'TTFT p50 ms':>13}{'tok p50 ms':>12}{'tok p99 ms':>12}{'peak MiB':>10}"
+    lines = [head, "-" * len(head)]
+    seq = results.get("sequential")
+    for name, res in results.items():
+        s = res.summary()
+        vs = f"{res.tok_per_s / seq.tok_per_s:.2f}x" if seq and seq.tok_per_s else "-"
+        lines.append(f"{name:<16}{s['tok_per_s']:>10.1f}{vs:>8}{s['wall_s']:>9.2f}{s['ttft_p50_ms']:>13.1f}"
+                     f"{s['tpot_p50_ms']:>12.2f}{s['tpot_p99_ms']:>12.2f}{s['peak_rss_mib']:>10.0f}")
+    return "\n".join(lines)
+
+
+def gates_lines(g: dict) -> str:
+    return "\n".join(f"  {k}: {v}" for k, v in g.items())
+
+
+def document(config: dict, results: dict[str, ModeResult], gate: dict) -> dict:
+    modes = {}
+    for name, res in results.items():
+        s = res.summary()
+        s.pop("audit", None)
+        modes[name] = s
+    return {"config": config, "modes": modes, "ratios": ratios(results), "gates": gate}
+
+
+def write_json(path: str | Path, doc: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=2, default=str))

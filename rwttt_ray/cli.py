@@ -1,0 +1,116 @@
+"""The `rwttt` command: `rwttt bench` (and later `serve`, `eval`).
+
+Every bad flag, path or setting ends in one readable line on stderr and a non-zero exit,
+never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + line)
+        raise SystemExit(_fail(f"{self.prog}: error: {message}", 2))
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(message.splitlines()[0] if message else "rwttt: error", file=sys.stderr)
+    return code
+
+
+def _positive(kind: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{kind} must be >= 1, got {value}")
+        return value
+    return parse
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ttt-layers takes comma-separated ints, got {text!r}") from None
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="local checkpoint dir (default: the built-in tiny random model)")
+    p.add_argument("--ttt-layers", type=_layers, help="comma-separated TTT layer indices")
+    p.add_argument("--chunk", type=_positive("--chunk"), help="TTT chunk size C")
+    p.add_argument("--ttt-lr", type=float, help="TTT learning rate eta")
+    p.add_argument("--ttt-target", choices=("hidden_states", "input_embed"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rwttt", description="RW-TTT serving on Ray: batched, owner-safe test-time training.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    b = sub.add_parser("bench", help="throughput benchmark of every mode on one trace")
+    b.add_argument("--backend", default="inproc", choices=("inproc", "ray", "http"))
+    b.add_argument("--streams", type=_positive("--streams"), default=8, help="owners (streams)")
+    b.add_argument("--prompt-len", type=_positive("--prompt-len"), default=128)
+    b.add_argument("--gen-len", type=_positive("--gen-len"), default=128)
+    b.add_argument("--trace", default="uniform", choices=("uniform", "staggered", "all_update", "mixed"))
+    b.add_argument("--max-group-size", type=_positive("--max-group-size"), default=64)
+    b.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait")
+    b.add_argument("--replicas", type=_positive("--replicas"), help="per-stream replica processes")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--skip", action="append", help="mode to skip (repeatable)")
+    b.add_argument("--json", help="write the figures to this JSON file")
+    b.add_argument("--address", help="Ray cluster address (ray backend); default: a local cluster")
+    add_model_flags(b)
+    return parser
+
+
+def config_from(args) -> "RwtttConfig":
+    from rwttt_ray.config import RwtttConfig
+
+    return RwtttConfig(model=args.model, ttt_layers=args.ttt_layers, ttt_chunk=args.chunk, ttt_lr=args.ttt_lr,
+                       ttt_target=args.ttt_target, dtype=args.dtype, device=args.device,
+                       max_group_size=getattr(args, "max_group_size", 64),
+                       wait_budget_steps=getattr(args, "wait_budget", 0))
+
+
+def _bench(args) -> int:
+    if args.wait_budget < 0:
+        return _fail("rwttt: error: --wait-budget must be >= 0", 2)
+    model = config_from(args).load_model()
+    if args.prompt_len + args.gen_len > model.max_seq_len:
+        return _fail(f"rwttt: error: prompt ({args.prompt_len}) + gen ({args.gen_len}) exceeds the model's "
+                     f"context limit {model.max_seq_len}", 2)
+    from rwttt_ray.bench.inproc import run_inproc
+
+    extra = {}
+    if args.backend != "inproc":
+        from rwttt_ray.bench.backends import backend_modes
+
+        extra = backend_modes(args)
+    doc = run_inproc(model, args, extra)
+    return 0 if doc["gates"].get("passed") else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "bench":
+            return _bench(args)
+    except KeyboardInterrupt:
+        return _fail("rwttt: interrupted", 130)
+    except (ValueError, OSError, RuntimeError) as exc:
+        return _fail(f"rwttt: error: {exc}")
+    except Exception as exc:  # never a traceback: one line naming what broke
+        return _fail(f"rwttt: internal error: {type(exc).__name__}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

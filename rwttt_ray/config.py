@@ -1,0 +1,82 @@
+"""RwtttConfig: the one validated configuration of rwttt-ray (model, TTT, batching, cluster).
+
+The CLI, the Ray actors and the Serve app all build one of these; core classes receive only
+the values they use, by name. `load_model()` turns the model part into a TTTModel.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from rwttt_ray.ttt.model import DEFAULT_TTT, TTTModel, ModelError, build_default_model, load_model
+from rwttt_ray.ttt.settings import TARGETS, TTTSettings
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class RwtttConfig:
+    model: str | None = None
+    """Local checkpoint dir (official In-Place-TTT layout or plain Qwen3/Llama); None = built-in tiny model."""
+    ttt_layers: tuple[int, ...] | None = None
+    """Override: decoder layers whose down_proj is a fast weight."""
+    ttt_chunk: int | None = None
+    """Override: C, tokens per WRITE."""
+    ttt_lr: float | None = None
+    """Override: eta."""
+    ttt_target: str | None = None
+    """Override: 'hidden_states' or 'input_embed'."""
+    dtype: str = "float32"
+    """Compute dtype; fast weights are always fp32."""
+    device: str = "cpu"
+    """'cpu' or 'cuda'."""
+    max_states_per_worker: int = 64
+    """Owners a worker holds in device slots at once."""
+    max_group_size: int = 64
+    """B: target group size."""
+    wait_budget_steps: int = 0
+    """w: steps a ready step may wait for partners; 0 = greedy."""
+    seed: int = 1234
+    """Seed of the built-in model's weights."""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.ttt_chunk is not None and self.ttt_chunk < 1:
+            raise ValueError(f"chunk size must be >= 1, got {self.ttt_chunk}")
+        if self.ttt_target is not None and self.ttt_target not in TARGETS:
+            raise ValueError(f"ttt target must be one of {TARGETS}, got {self.ttt_target!r}")
+        for name in ("max_states_per_worker", "max_group_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.wait_budget_steps < 0:
+            raise ValueError(f"wait budget must be >= 0, got {self.wait_budget_steps}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for but no CUDA device is available")
+        if self.model is not None and not os.path.isdir(self.model):
+            raise ValueError(f"model dir {self.model!r} does not exist")
+
+    def ttt_overrides(self) -> dict:
+        return {"layers": self.ttt_layers, "chunk": self.ttt_chunk, "lr": self.ttt_lr, "target": self.ttt_target}
+
+    def load_model(self) -> TTTModel:
+        """The model this config names, on its device and dtype (raises ModelError/ValueError)."""
+        dtype = DTYPES[self.dtype]
+        if self.model is None:
+            model = build_default_model(DEFAULT_TTT.with_overrides(**self.ttt_overrides()), seed=self.seed)
+        else:
+            base = None
+            if self.ttt_layers is not None:
+                base = TTTSettings(layers=self.ttt_layers, chunk=self.ttt_chunk or 512, lr=self.ttt_lr or 0.3)
+            model = load_model(self.model, base, seed=self.seed)
+            model = model.with_settings(model.settings.with_overrides(**self.ttt_overrides()))
+        model.hf.to(device=self.device, dtype=dtype)
+        model.conv = {i: t.to(self.device) for i, t in model.conv.items()}
+        model.proj = {i: t.to(self.device) for i, t in model.proj.items()}
+        return model
+
+
+__all__ = ["RwtttConfig", "ModelError"]

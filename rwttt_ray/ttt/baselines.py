@@ -1,0 +1,98 @@
+"""Baselines the benchmark compares RW-TTT with: naive shared-state batching, per-stream replicas,
+and the static-weights ceiling (the same engine with TTT off).
+
+Naive batching is fast and WRONG: every owner reads one shared fast weight and every WRITE lands
+in it, so owners corrupt each other. It exists to show why the contract is needed.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import replace
+
+import torch
+
+from rwttt_ray.core.types import Group
+from rwttt_ray.ttt.engine import Engine, OwnerOutcome
+from rwttt_ray.ttt.kernels import chunk_values, gated_hidden
+from rwttt_ray.ttt.model import TTTModel
+from rwttt_ray.ttt.reference import SequentialReference
+from rwttt_ray.ttt.runner import GroupResult, GroupRunner
+from rwttt_ray.ttt.sampling import Request
+
+SHARED = "__shared__"
+
+
+class NaiveSharedRunner(GroupRunner):
+    """One fast weight for everyone: reads ignore ownership, writes add into the shared state."""
+
+    def run(self, group: Group) -> GroupResult:   # no legality check: that is the point
+        return self._run_write(group) if group.effect.value == "write" else self._run_read(group)
+
+    def _fast_slot(self, owner_id: str) -> int | None:
+        return self.pool.slot_of(SHARED)
+
+    def _run_write(self, group: Group) -> GroupResult:
+        s, owners = self.settings, group.owner_ids
+        if self.pool.slot_of(SHARED) is None:
+            self.pool.load(SHARED, [torch.zeros_like(layer[0]) for layer in self.pool.layers])
+        slot, idx = self.pool.slot_of(SHARED), torch.tensor([self.seqs.owner_slot[o] for o in owners])
+        for ti, layer_idx in enumerate(s.layers):
+            mlp = self.model.hf.model.layers[layer_idx].mlp
+            x = self.seqs.xbuf[ti].index_select(0, idx)
+            h = gated_hidden(x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.act_fn)
+            src = x if self.seqs.sbuf is None else self.seqs.sbuf[ti].index_select(0, idx)
+            v = chunk_values(src, self.model.conv[layer_idx], self.model.proj[layer_idx] if s.use_proj else None)
+            for g in range(len(owners)):
+                self.pool.layers[ti][slot].addmm_(h[g].t().float(), v[g].float(), alpha=s.lr)
+        return GroupResult()
+
+    def commit(self, owner_id: str) -> None:
+        st = self.owners[owner_id]
+        st.progress = st.progress.after_write()
+
+    def rollback(self, owner_id: str) -> None:
+        pass
+
+
+def naive_engine(model: TTTModel, **kw) -> Engine:
+    """An Engine whose runner shares one fast weight across owners (fast, wrong)."""
+    eng = Engine(model, **kw)
+    eng.runner = NaiveSharedRunner(model, max_owners=kw.get("max_owners", 64),
+                                   record_logits=kw.get("record_logits", False))
+    return eng
+
+
+def static_model(model: TTTModel) -> TTTModel:
+    """The same weights with TTT off: the static-weights ceiling."""
+    return model.with_settings(replace(model.settings, enabled=False))
+
+
+def _replica_main(model: TTTModel, requests: list[Request], threads: int, out: mp.Queue) -> None:
+    torch.set_num_threads(threads)
+    ref = SequentialReference(model, record_logits=False)
+    out.put({r.owner_id: ref.run(r).tokens for r in requests})
+
+
+def run_replicas(model: TTTModel, requests: list[Request], num_replicas: int) -> tuple[dict[str, list[int]], float]:
+    """Per-stream replicas: `num_replicas` processes, each a batch-1 sequential TTT server over its
+    share of the streams (round robin). Returns tokens per owner and the wall time in seconds."""
+    ctx = mp.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // num_replicas)
+    out: mp.Queue = ctx.Queue()
+    shares = [requests[i::num_replicas] for i in range(num_replicas)]
+    t0 = time.perf_counter()
+    procs = [ctx.Process(target=_replica_main, args=(model, s, threads, out)) for s in shares if s]
+    for p in procs:
+        p.start()
+    tokens: dict[str, list[int]] = {}
+    for _ in procs:
+        tokens.update(out.get())
+    for p in procs:
+        p.join()
+    return tokens, time.perf_counter() - t0
+
+
+def outcome_tokens(outcomes: dict[str, OwnerOutcome]) -> dict[str, list[int]]:
+    return {o: r.tokens for o, r in outcomes.items()}

@@ -1,0 +1,119 @@
+"""FastWeightForward: a batched forward of a transformers Qwen3/Llama model with fast weights.
+
+It adapts the model without copying base weights: it calls the model's own norms, projections,
+rotary embedding and lm_head, and replaces only what batching needs: per-owner KV slots
+(SequencePool), and in TTT layers `out = h @ W0^T + h @ dW^T[slot]` (one shared base GEMM plus
+per-owner products over slot views) while appending the MLP-input rows to each owner's chunk buffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from rwttt_ray.ttt.kernels import gated_hidden, read_delta_
+from rwttt_ray.ttt.model import TTTModel
+from rwttt_ray.ttt.pool import FastWeightPool
+from rwttt_ray.ttt.seqpool import SequencePool
+from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
+
+
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    """Where each row of a batch lives: B rows, each an owner feeding T tokens."""
+
+    seq_slots: tuple[int, ...]              # SequencePool slot per row
+    positions: tuple[int, ...]              # absolute position of each row's first token
+    fills: tuple[int, ...]                  # chunk-buffer rows already held per row (fill + T <= C)
+    fast_slots: tuple[int | None, ...]      # FastWeightPool slot per row (None: delta is zero)
+
+
+class FastWeightForward:
+    """Runs [B, T] token blocks through the model for owners placed in the pools."""
+
+    def __init__(self, model: TTTModel, seqs: SequencePool, pool: FastWeightPool | None) -> None:
+        self.model, self.seqs, self.pool = model, seqs, pool
+        hf = model.hf
+        self.base = hf.model
+        self.layers = list(self.base.layers)
+        self.ttt_index = {layer: i for i, layer in enumerate(model.settings.layers)} if model.settings.enabled else {}
+        self.device = next(hf.parameters()).device
+        self.dtype = next(hf.parameters()).dtype
+
+    @torch.inference_mode()
+    def __call__(self, tokens: torch.Tensor, view: BatchView, all_logits: bool = False) -> torch.Tensor:
+        """tokens: [B, T] -> logits [B, V] at each row's last token ([B, T, V] if all_logits)."""
+        bsz, t = tokens.shape
+        tokens = tokens.to(self.device)
+        pos = torch.tensor(view.positions, device=self.device).unsqueeze(1) + torch.arange(t, device=self.device)
+        embeds = self.base.embed_tokens(tokens)                               # [B, T, D]
+        cos_sin = self.base.rotary_emb(embeds, pos)
+        mask = self._mask(pos)
+        x = embeds
+        for li, layer in enumerate(self.layers):
+            x = x + self._attention(li, layer, layer.input_layernorm(x), cos_sin, mask, view, pos)
+            x = x + self._mlp(li, layer, layer.post_attention_layernorm(x), embeds, view)
+        x = self.base.norm(x)
+        return self.model.hf.lm_head(x if all_logits else x[:, -1]).float()
+
+    def _mask(self, pos: torch.Tensor) -> torch.Tensor:
+        length = int(pos.max()) + 1
+        keys = torch.arange(length, device=self.device)
+        return (keys.view(1, 1, 1, -1) <= pos.view(pos.shape[0], 1, -1, 1))   # [B, 1, T, L]
+
+    def _kv_write(self, cache: torch.Tensor, new: torch.Tensor, view: BatchView) -> None:
+        t = new.shape[2]
+        if t == 1:
+            slots = torch.tensor(view.seq_slots, device=self.device)
+            cache[slots, :, torch.tensor(view.positions, device=self.device)] = new[:, :, 0]
+            return
+        for b, (s, p) in enumerate(zip(view.seq_slots, view.positions)):
+            cache[s, :, p:p + t] = new[b]
+
+    def _kv_read(self, cache: torch.Tensor, view: BatchView, length: int) -> torch.Tensor:
+        s = view.seq_slots
+        if list(s) == list(range(s[0], s[0] + len(s))):
+            return cache[s[0]:s[0] + len(s), :, :length]                      # a view, no copy
+        return cache[:, :, :length].index_select(0, torch.tensor(s, device=self.device))
+
+    def _attention(self, li, layer, h, cos_sin, mask, view, pos) -> torch.Tensor:
+        attn = layer.self_attn
+        bsz, t, _ = h.shape
+        shape = (bsz, t, -1, attn.head_dim)
+        q, k = attn.q_proj(h).view(shape), attn.k_proj(h).view(shape)
+        if hasattr(attn, "q_norm"):
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        v = attn.v_proj(h).view(shape).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *cos_sin)
+        self._kv_write(self.seqs.k[li], k, view)
+        self._kv_write(self.seqs.v[li], v, view)
+        length = mask.shape[-1]
+        keys, values = self._kv_read(self.seqs.k[li], view, length), self._kv_read(self.seqs.v[li], view, length)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling,
+                                             enable_gqa=q.shape[1] != keys.shape[1])
+        return attn.o_proj(out.transpose(1, 2).reshape(bsz, t, -1))
+
+    def _mlp(self, li, layer, x, embeds, view) -> torch.Tensor:
+        mlp = layer.mlp
+        ti = self.ttt_index.get(li)
+        if ti is None:
+            return mlp(x)
+        h = gated_hidden(x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.act_fn)   # [B, T, F]
+        out = F.linear(h, mlp.down_proj.weight)                                    # shared W0 GEMM
+        rows = [b for b, s in enumerate(view.fast_slots) if s is not None]
+        read_delta_(out, h, self.pool.layers[ti], rows, [view.fast_slots[b] for b in rows])
+        self._buffer_rows(ti, x, embeds, view)
+        return out
+
+    def _buffer_rows(self, ti: int, x: torch.Tensor, embeds: torch.Tensor, view: BatchView) -> None:
+        t = x.shape[1]
+        targets = [(self.seqs.xbuf[ti], x)]
+        if self.seqs.sbuf is not None:
+            targets.append((self.seqs.sbuf[ti], embeds))
+        for buf, rows in targets:
+            if t == 1:
+                buf[torch.tensor(view.seq_slots, device=self.device), torch.tensor(view.fills, device=self.device)] = rows[:, 0]
+                continue
+            for b, (s, f) in enumerate(zip(view.seq_slots, view.fills)):
+                buf[s, f:f + t] = rows[b]

@@ -1,0 +1,222 @@
+"""GroupRunner: executes legal groups for the owners placed on one worker (torch, no ray).
+
+It holds the model forward, the fast-weight pool and the sequence pool, and each owner's
+position, token log and sampler. It never changes versions: READ groups emit tokens, WRITE
+groups produce dirty candidates plus receipts; the caller commits or rolls back through the
+ledger and then calls `commit`/`rollback` here. It re-checks each group's legality first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from rwttt_ray.core.planner import assert_legal
+from rwttt_ray.core.progress import OwnerProgress
+from rwttt_ray.core.types import Backend, Effect, Group, TransitionTag
+from rwttt_ray.ttt.forward import BatchView, FastWeightForward
+from rwttt_ray.ttt.kernels import chunk_values, gated_hidden
+from rwttt_ray.ttt.model import TTTModel
+from rwttt_ray.ttt.pool import FastWeightPool
+from rwttt_ray.ttt.sampling import Request, sample
+from rwttt_ray.ttt.seqpool import SequencePool
+from rwttt_ray.ttt.state_io import OwnerSnapshot
+
+
+@dataclass
+class OwnerState:
+    """Worker-side state of one owner besides its tensors: its request, token stream and
+    progress (see core.progress: what is fed, what is next)."""
+
+    request: Request
+    stream: list[int]                                 # prompt + generated tokens
+    progress: OwnerProgress
+    logits: list[torch.Tensor] = field(default_factory=list)  # per emitted token, if recorded
+
+    @property
+    def generated(self) -> list[int]:
+        return self.stream[self.progress.num_prompt:]
+
+    @property
+    def writes(self) -> int:
+        return self.progress.writes
+
+    @property
+    def pos(self) -> int:
+        return self.progress.pos
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReceipt:
+    """What a WRITE produced, for the committer: owner, base version, candidate checksum."""
+
+    owner_id: str
+    base_version: int
+    checksum: float
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    """Tokens emitted per owner by a READ group, or receipts of a WRITE group."""
+
+    tokens: dict[str, int] = field(default_factory=dict)
+    receipts: tuple[WriteReceipt, ...] = ()
+
+
+class GroupRunner:
+    """Owner states + pools + forward; `run(group)` executes one legal group."""
+
+    def __init__(self, model: TTTModel, max_owners: int = 64, record_logits: bool = False,
+                 placement: str = "local", write_reserve: int | None = None,
+                 max_seq_len: int | None = None) -> None:
+        s, cfg = model.settings, model.hf.config
+        self.model, self.settings, self.placement = model, s, placement
+        self.record_logits = record_logits
+        dtype = next(model.hf.parameters()).dtype
+        device = next(model.hf.parameters()).device
+        self.max_seq_len = min(max_seq_len or model.max_seq_len, model.max_seq_len)
+        self.seqs = SequencePool(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, self.max_seq_len,
+                                 len(s.layers), s.chunk, cfg.hidden_size, max_owners, dtype, device,
+                                 keep_targets=s.target == "input_embed")
+        self.pool = FastWeightPool(len(s.layers), cfg.intermediate_size, cfg.hidden_size,
+                                   max_owners + (write_reserve or max_owners), device)
+        self.forward = FastWeightForward(model, self.seqs, self.pool)
+        self.owners: dict[str, OwnerState] = {}
+        self.shape_prefix = f"{str(dtype).removeprefix('torch.')}:{cfg.hidden_size}x{cfg.intermediate_size}:C{s.chunk}"
+        self.write_fault: Callable[[str], None] | None = None   # test hook: raise inside a WRITE
+
+    # -- owners ---------------------------------------------------------------------------
+    def admit(self, req: Request, generated: list[int] | None = None) -> None:
+        """Place an owner; with `generated`, replay prompt + those tokens first (recovery)."""
+        if len(req.prompt) + req.max_new_tokens > self.max_seq_len:
+            raise ValueError(f"prompt ({len(req.prompt)}) + max_new_tokens ({req.max_new_tokens}) "
+                             f"exceeds the context limit {self.max_seq_len}")
+        gen = list(generated or [])
+        progress = OwnerProgress(self.settings.chunk, len(req.prompt), len(req.prompt) + len(gen),
+                                 req.max_new_tokens, ttt=self.settings.enabled,
+                                 done=len(gen) >= req.max_new_tokens or bool(gen and gen[-1] in req.stop_ids))
+        self.seqs.allocate(req.owner_id)
+        self.owners[req.owner_id] = OwnerState(req, list(req.prompt) + gen, progress)
+
+    def release(self, owner_id: str) -> None:
+        self.owners.pop(owner_id, None)
+        self.seqs.release(owner_id)
+        self.pool.drop(owner_id)
+
+    def progress(self, owner_id: str) -> OwnerProgress:
+        return self.owners[owner_id].progress
+
+    def is_finished(self, owner_id: str) -> bool:
+        return self.owners[owner_id].progress.finished
+
+    def next_tag(self, owner_id: str, version: int) -> TransitionTag | None:
+        """The owner's next step (WRITE at a full chunk, else a prefill piece or a decode READ)."""
+        p = self.owners[owner_id].progress
+        effect = p.next_effect()
+        return None if effect is None else self.tag(owner_id, p.phase_name(), effect, version)
+
+    def tag(self, owner_id: str, phase: str, effect: Effect, version: int) -> TransitionTag:
+        return TransitionTag(owner_id, Backend.FAST_WEIGHT, f"{self.shape_prefix}:{phase}", effect, version,
+                             self.placement)
+
+    # -- execution ------------------------------------------------------------------------
+    def run(self, group: Group) -> GroupResult:
+        """Re-check legality against this worker's mirror of versions, then run the kernels."""
+        assert_legal(group, lambda o: self.owners[o].writes)
+        if group.effect is Effect.WRITE:
+            return self._run_write(group)
+        return self._run_read(group)
+
+    def _run_read(self, group: Group) -> GroupResult:
+        states = [self.owners[o] for o in group.owner_ids]
+        blocks = [st.stream[st.pos:st.pos + st.progress.piece()] for st in states]
+        if len({len(b) for b in blocks}) != 1 or not blocks[0]:
+            raise ValueError("a READ group must feed equal-length, non-empty token blocks")
+        view = BatchView(tuple(self.seqs.owner_slot[o] for o in group.owner_ids), tuple(st.pos for st in states),
+                         tuple(st.progress.fill for st in states), tuple(self._fast_slot(o) for o in group.owner_ids))
+        logits = self.forward(torch.tensor(blocks), view)
+        emitted = {}
+        for b, (o, st) in enumerate(zip(group.owner_ids, states)):
+            if st.pos + len(blocks[b]) == len(st.stream):
+                emitted[o] = self._emit(st, logits[b])
+            else:
+                st.progress = st.progress.after_read()
+        return GroupResult(tokens=emitted)
+
+    def _fast_slot(self, owner_id: str) -> int | None:
+        return self.pool.slot_of(owner_id)
+
+    def _emit(self, st: OwnerState, logits: torch.Tensor) -> int:
+        if self.record_logits:
+            st.logits.append(logits.clone())
+        tok = sample(logits, st.request, len(st.generated))
+        st.stream.append(tok)
+        st.progress = st.progress.after_read(stopped=tok in st.request.stop_ids)
+        return tok
+
+    def _run_write(self, group: Group) -> GroupResult:
+        owners = group.owner_ids
+        for o in owners:
+            self.pool.begin_candidate(o)
+        try:
+            self._write_candidates(owners)
+        except BaseException:
+            for o in owners:
+                self.pool.rollback(o)
+            raise
+        return GroupResult(receipts=tuple(WriteReceipt(o, self.owners[o].writes, self._checksum(o)) for o in owners))
+
+    def _write_candidates(self, owners: tuple[str, ...]) -> None:
+        s, slots = self.settings, torch.tensor([self.seqs.owner_slot[o] for o in owners])
+        for ti, layer_idx in enumerate(s.layers):
+            mlp = self.model.hf.model.layers[layer_idx].mlp
+            x = self.seqs.xbuf[ti].index_select(0, slots)                           # [G, C, D]
+            h = gated_hidden(x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.act_fn)  # [G, C, F]
+            src = x if self.seqs.sbuf is None else self.seqs.sbuf[ti].index_select(0, slots)
+            v = chunk_values(src, self.model.conv[layer_idx], self.model.proj[layer_idx] if s.use_proj else None)
+            for g, o in enumerate(owners):
+                if self.write_fault is not None:
+                    self.write_fault(o)
+                self.pool.write_candidate(o, ti, h[g], v[g], s.lr)
+
+    def _checksum(self, owner_id: str) -> float:
+        slot = self.pool._candidates[owner_id]
+        return float(sum(layer[slot].sum() for layer in self.pool.layers))
+
+    def commit(self, owner_id: str) -> None:
+        self.pool.commit(owner_id)
+        st = self.owners[owner_id]
+        st.progress = st.progress.after_write()
+
+    def rollback(self, owner_id: str) -> None:
+        self.pool.rollback(owner_id)
+
+    def deltas(self, owner_id: str) -> list[torch.Tensor] | None:
+        """The owner's committed fast-weight deltas dW [D, F] per TTT layer (None: still zero)."""
+        d = self.pool.export(owner_id)
+        return None if d is None else [t.t().contiguous() for t in d]
+
+    # -- migration and spill ----------------------------------------------------------------
+    def snapshot(self, owner_id: str) -> OwnerSnapshot:
+        """The owner's committed state (no dirty candidate) as tensors off the pools."""
+        st = self.owners[owner_id]
+        if self.pool.has_candidate(owner_id):
+            raise RuntimeError(f"owner {owner_id} has an uncommitted WRITE candidate")
+        seq = self.seqs.export(owner_id, st.pos, st.progress.fill)
+        tensors = {f"{kind}.{i}": t for kind in ("k", "v", "x", "s") for i, t in enumerate(seq[kind])}
+        for i, t in enumerate(self.pool.export(owner_id) or []):
+            tensors[f"dw.{i}"] = t
+        return OwnerSnapshot(st.request, st.writes, st.pos, list(st.generated), st.progress.done, tensors)
+
+    def restore(self, snap: OwnerSnapshot) -> None:
+        """Install an owner from a snapshot (another worker's, or this one's host tier)."""
+        owner_id = snap.request.owner_id
+        self.admit(snap.request, snap.generated)
+        st = self.owners[owner_id]
+        st.progress = replace(st.progress, pos=snap.pos, writes=snap.version, done=snap.done)
+        pick = lambda kind: [snap.tensors[k] for k in sorted((k for k in snap.tensors if k.startswith(kind + ".")),
+                                                             key=lambda k: int(k.split(".")[1]))]
+        self.seqs.load(owner_id, {kind: pick(kind) for kind in ("k", "v", "x", "s")})
+        dw = pick("dw")
+        self.pool.load(owner_id, dw or None)

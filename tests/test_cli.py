@@ -1,0 +1,50 @@
+"""The CLI: bad input ends in one readable line and a non-zero exit; a small bench runs end to end."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def rwttt(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "rwttt_ray.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["bench", "--streams", "0"], "--streams must be >= 1"),
+    (["bench", "--chunk", "0"], "--chunk must be >= 1"),
+    (["bench", "--streams", "x"], "integer"),
+    (["bench", "--trace", "nope"], "invalid choice"),
+    (["bench", "--model", "/no/such/dir"], "does not exist"),
+    (["bench", "--prompt-len", "5000"], "context limit"),
+    (["bench", "--wait-budget", "-1"], "wait-budget"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_nonzero(args, needle):
+    res = rwttt(*args)
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert needle in lines[0] and "Traceback" not in res.stderr
+
+
+def test_model_dir_without_config(tmp_path):
+    res = rwttt("bench", "--model", str(tmp_path))
+    assert res.returncode != 0 and "config.json" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_small_bench_runs_and_passes_gates(tmp_path):
+    out = tmp_path / "bench.json"
+    res = rwttt("bench", "--streams", "3", "--prompt-len", "12", "--gen-len", "10", "--chunk", "8",
+                "--replicas", "1", "--json", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert doc["gates"]["passed"] and doc["gates"]["naive_diverges"]
+    assert doc["gates"]["token_match"] == "3/3"
+    assert set(doc["modes"]) >= {"sequential", "replicas", "naive_shared", "static_ceiling", "rwttt_inproc"}
+    assert "rwttt_vs_static_ceiling" in doc["ratios"]
+    assert "rwttt_inproc" in res.stdout
