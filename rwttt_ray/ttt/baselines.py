@@ -15,7 +15,7 @@ import torch
 
 from rwttt_ray.core.types import Group
 from rwttt_ray.ttt.engine import Engine, OwnerOutcome
-from rwttt_ray.ttt.kernels import chunk_values, gated_hidden
+from rwttt_ray.ttt.kernels import chunk_values
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.reference import SequentialReference
 from rwttt_ray.ttt.runner import GroupResult, GroupRunner
@@ -39,10 +39,8 @@ class NaiveSharedRunner(GroupRunner):
             self.pool.load(SHARED, [torch.zeros_like(layer[0]) for layer in self.pool.layers])
         slot, idx = self.pool.slot_of(SHARED), torch.tensor([self.seqs.owner_slot[o] for o in owners])
         for ti, layer_idx in enumerate(s.layers):
-            mlp = self.model.hf.model.layers[layer_idx].mlp
-            x = self.seqs.xbuf[ti].index_select(0, idx)
-            h = gated_hidden(x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.act_fn)
-            src = x if self.seqs.sbuf is None else self.seqs.sbuf[ti].index_select(0, idx)
+            h = self.seqs.hbuf[ti].index_select(0, idx)
+            src = (self.seqs.xbuf if self.seqs.sbuf is None else self.seqs.sbuf)[ti].index_select(0, idx)
             v = chunk_values(src, self.model.conv[layer_idx], self.model.proj[layer_idx] if s.use_proj else None)
             for g in range(len(owners)):
                 self.pool.layers[ti][slot].addmm_(h[g].t().float(), v[g].float(), alpha=s.lr)

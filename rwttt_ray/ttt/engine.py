@@ -84,7 +84,8 @@ class Engine:
         self.ledger.remove(owner_id)
 
     # -- the loop -------------------------------------------------------------------------
-    def _submit_ready(self) -> None:
+    def _submit_ready(self, effect: Effect | None) -> None:
+        """Submit the next step of every owner without one pending (only `effect` steps if given)."""
         pending = {t.owner_id for t in self.planner.pending()}
         for owner_id in self.active():
             if owner_id in pending:
@@ -92,21 +93,28 @@ class Engine:
             tag = self.runner.next_tag(owner_id, self.ledger.committed(owner_id))
             if tag is None:
                 self._finish(owner_id)
-            else:
+            elif effect is None or tag.effect is effect:
                 self.planner.submit(tag, self.step_index)
 
-    def step(self) -> list[tuple[str, int]]:
-        """One planner step; returns the (owner_id, token) pairs emitted."""
-        self._submit_ready()
+    def _plan_and_execute(self) -> list[tuple[str, int]]:
         plan = self.planner.plan(self.step_index, self.ledger.committed)
         emitted: list[tuple[str, int]] = []
-        for group in plan.groups:
+        for group in sorted(plan.groups, key=lambda g: g.effect is not Effect.WRITE):   # WRITEs first
             emitted.extend(self._execute(group))
-        self.step_index += 1
-        self.stats.steps += 1
         now = time.perf_counter()
         for owner_id, _ in emitted:
             self._times[owner_id].append(now)
+        return emitted
+
+    def step(self) -> list[tuple[str, int]]:
+        """One planner step: WRITE groups, then READ groups (writers READ again in the same step,
+        after their commit); returns the (owner_id, token) pairs emitted."""
+        self._submit_ready(Effect.WRITE)
+        emitted = self._plan_and_execute()
+        self._submit_ready(None)
+        emitted += self._plan_and_execute()
+        self.step_index += 1
+        self.stats.steps += 1
         return emitted
 
     def _execute(self, group: Group) -> list[tuple[str, int]]:

@@ -19,7 +19,7 @@ from rwttt_ray.ttt.seqpool import SequencePool
 from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BatchView:
     """Where each row of a batch lives: B rows, each an owner feeding T tokens."""
 
@@ -27,6 +27,11 @@ class BatchView:
     positions: tuple[int, ...]              # absolute position of each row's first token
     fills: tuple[int, ...]                  # chunk-buffer rows already held per row (fill + T <= C)
     fast_slots: tuple[int | None, ...]      # FastWeightPool slot per row (None: delta is zero)
+
+    def index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(seq slots, positions, fills) as index tensors, built once per forward."""
+        return (torch.tensor(self.seq_slots, device=device), torch.tensor(self.positions, device=device),
+                torch.tensor(self.fills, device=device))
 
 
 class FastWeightForward:
@@ -50,6 +55,7 @@ class FastWeightForward:
         embeds = self.base.embed_tokens(tokens)                               # [B, T, D]
         cos_sin = self.base.rotary_emb(embeds, pos)
         mask = self._mask(pos)
+        self._idx = view.index(self.device)
         x = embeds
         for li, layer in enumerate(self.layers):
             x = x + self._attention(li, layer, layer.input_layernorm(x), cos_sin, mask, view, pos)
@@ -65,8 +71,7 @@ class FastWeightForward:
     def _kv_write(self, cache: torch.Tensor, new: torch.Tensor, view: BatchView) -> None:
         t = new.shape[2]
         if t == 1:
-            slots = torch.tensor(view.seq_slots, device=self.device)
-            cache[slots, :, torch.tensor(view.positions, device=self.device)] = new[:, :, 0]
+            cache[self._idx[0], :, self._idx[1]] = new[:, :, 0]
             return
         for b, (s, p) in enumerate(zip(view.seq_slots, view.positions)):
             cache[s, :, p:p + t] = new[b]
@@ -75,7 +80,7 @@ class FastWeightForward:
         s = view.seq_slots
         if list(s) == list(range(s[0], s[0] + len(s))):
             return cache[s[0]:s[0] + len(s), :, :length]                      # a view, no copy
-        return cache[:, :, :length].index_select(0, torch.tensor(s, device=self.device))
+        return cache[:, :, :length].index_select(0, self._idx[0])
 
     def _attention(self, li, layer, h, cos_sin, mask, view, pos) -> torch.Tensor:
         attn = layer.self_attn
@@ -103,17 +108,17 @@ class FastWeightForward:
         out = F.linear(h, mlp.down_proj.weight)                                    # shared W0 GEMM
         rows = [b for b, s in enumerate(view.fast_slots) if s is not None]
         read_delta_(out, h, self.pool.layers[ti], rows, [view.fast_slots[b] for b in rows])
-        self._buffer_rows(ti, x, embeds, view)
+        self._buffer_rows(ti, x, h, embeds, view)
         return out
 
-    def _buffer_rows(self, ti: int, x: torch.Tensor, embeds: torch.Tensor, view: BatchView) -> None:
+    def _buffer_rows(self, ti: int, x: torch.Tensor, h: torch.Tensor, embeds: torch.Tensor, view: BatchView) -> None:
         t = x.shape[1]
-        targets = [(self.seqs.xbuf[ti], x)]
+        targets = [(self.seqs.xbuf[ti], x), (self.seqs.hbuf[ti], h)]
         if self.seqs.sbuf is not None:
             targets.append((self.seqs.sbuf[ti], embeds))
         for buf, rows in targets:
             if t == 1:
-                buf[torch.tensor(view.seq_slots, device=self.device), torch.tensor(view.fills, device=self.device)] = rows[:, 0]
+                buf[self._idx[0], self._idx[2]] = rows[:, 0]
                 continue
             for b, (s, f) in enumerate(zip(view.seq_slots, view.fills)):
                 buf[s, f:f + t] = rows[b]

@@ -42,7 +42,10 @@ def read_delta_(out: torch.Tensor, h: torch.Tensor, pool: torch.Tensor, rows: li
     n = len(rows)
     hf = h.to(pool.dtype)
     if rows == list(range(n)) and slots == list(range(slots[0], slots[0] + n)):
-        out[:n] += torch.bmm(hf[:n], pool[slots[0]:slots[0] + n]).to(out.dtype)
+        if out.dtype == pool.dtype:
+            out[:n].baddbmm_(hf[:n], pool[slots[0]:slots[0] + n])
+        else:
+            out[:n] += torch.bmm(hf[:n], pool[slots[0]:slots[0] + n]).to(out.dtype)
         return out
     for r, s in zip(rows, slots):
         out[r] += (hf[r] @ pool[s]).to(out.dtype)

@@ -24,11 +24,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 DEFAULT_NAME = "rwttt-tiny"
 DEFAULT_SEED = 1234
-DEFAULT_ARCH = dict(vocab_size=VOCAB_SIZE, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+DEFAULT_ARCH = dict(vocab_size=VOCAB_SIZE, hidden_size=256, intermediate_size=768, num_hidden_layers=6,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=64,
                     max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=10000.0,
                     rms_norm_eps=1e-6)
-DEFAULT_TTT = TTTSettings(layers=(0, 2), chunk=32, lr=0.3)
+# The official In-Place-TTT layer pattern (every 6th layer from 0), kept to the layers that exist:
+# on the 6-layer default that is layer 0, the same 1-in-6 share of fast-weight layers as Qwen3-4B.
+DEFAULT_TTT = TTTSettings(layers=(0, 6, 12, 18, 24, 30), chunk=32, lr=0.3)
 TTT_KEY = "model.layers.{i}.mlp.ttt_{kind}.weight"
 
 

@@ -16,7 +16,7 @@ from rwttt_ray.core.planner import assert_legal
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.types import Backend, Effect, Group, TransitionTag
 from rwttt_ray.ttt.forward import BatchView, FastWeightForward
-from rwttt_ray.ttt.kernels import chunk_values, gated_hidden
+from rwttt_ray.ttt.kernels import chunk_values
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.pool import FastWeightPool
 from rwttt_ray.ttt.sampling import Request, sample
@@ -77,7 +77,7 @@ class GroupRunner:
         device = next(model.hf.parameters()).device
         self.max_seq_len = min(max_seq_len or model.max_seq_len, model.max_seq_len)
         self.seqs = SequencePool(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, self.max_seq_len,
-                                 len(s.layers), s.chunk, cfg.hidden_size, max_owners, dtype, device,
+                                 len(s.layers), s.chunk, cfg.hidden_size, cfg.intermediate_size, max_owners, dtype, device,
                                  keep_targets=s.target == "input_embed")
         self.pool = FastWeightPool(len(s.layers), cfg.intermediate_size, cfg.hidden_size,
                                    max_owners + (write_reserve or max_owners), device)
@@ -170,10 +170,9 @@ class GroupRunner:
     def _write_candidates(self, owners: tuple[str, ...]) -> None:
         s, slots = self.settings, torch.tensor([self.seqs.owner_slot[o] for o in owners])
         for ti, layer_idx in enumerate(s.layers):
-            mlp = self.model.hf.model.layers[layer_idx].mlp
-            x = self.seqs.xbuf[ti].index_select(0, slots)                           # [G, C, D]
-            h = gated_hidden(x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.act_fn)  # [G, C, F]
-            src = x if self.seqs.sbuf is None else self.seqs.sbuf[ti].index_select(0, slots)
+            h = self.seqs.hbuf[ti].index_select(0, slots)                           # [G, C, F], kept from READ
+            buf = self.seqs.xbuf if self.seqs.sbuf is None else self.seqs.sbuf
+            src = buf[ti].index_select(0, slots)                                    # [G, C, D]
             v = chunk_values(src, self.model.conv[layer_idx], self.model.proj[layer_idx] if s.use_proj else None)
             for g, o in enumerate(owners):
                 if self.write_fault is not None:
@@ -204,7 +203,7 @@ class GroupRunner:
         if self.pool.has_candidate(owner_id):
             raise RuntimeError(f"owner {owner_id} has an uncommitted WRITE candidate")
         seq = self.seqs.export(owner_id, st.pos, st.progress.fill)
-        tensors = {f"{kind}.{i}": t for kind in ("k", "v", "x", "s") for i, t in enumerate(seq[kind])}
+        tensors = {f"{kind}.{i}": t for kind in ("k", "v", "x", "h", "s") for i, t in enumerate(seq[kind])}
         for i, t in enumerate(self.pool.export(owner_id) or []):
             tensors[f"dw.{i}"] = t
         return OwnerSnapshot(st.request, st.writes, st.pos, list(st.generated), st.progress.done, tensors)
@@ -217,6 +216,6 @@ class GroupRunner:
         st.progress = replace(st.progress, pos=snap.pos, writes=snap.version, done=snap.done)
         pick = lambda kind: [snap.tensors[k] for k in sorted((k for k in snap.tensors if k.startswith(kind + ".")),
                                                              key=lambda k: int(k.split(".")[1]))]
-        self.seqs.load(owner_id, {kind: pick(kind) for kind in ("k", "v", "x", "s")})
+        self.seqs.load(owner_id, {kind: pick(kind) for kind in ("k", "v", "x", "h", "s")})
         dw = pick("dw")
         self.pool.load(owner_id, dw or None)
