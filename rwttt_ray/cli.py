@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait")
     b.add_argument("--replicas", type=_positive("--replicas"), help="per-stream replica processes")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--repeat", type=_positive("--repeat"), default=3,
+                   help="runs of the batched modes (interleaved; the median is reported)")
     b.add_argument("--skip", action="append", help="mode to skip (repeatable)")
     b.add_argument("--json", help="write the figures to this JSON file")
     b.add_argument("--address", help="Ray cluster address (ray backend); default: a local cluster")

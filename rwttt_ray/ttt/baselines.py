@@ -67,29 +67,37 @@ def static_model(model: TTTModel) -> TTTModel:
     return model.with_settings(replace(model.settings, enabled=False))
 
 
-def _replica_main(model: TTTModel, requests: list[Request], threads: int, out: mp.Queue) -> None:
+def _replica_main(model: TTTModel, requests: list[Request], threads: int, ready, go, out) -> None:
     torch.set_num_threads(threads)
     ref = SequentialReference(model, record_logits=False)
+    ref.run(Request("warmup", (5, 6, 7), 2))
+    ready.put(1)
+    go.wait()
     out.put({r.owner_id: ref.run(r).tokens for r in requests})
 
 
 def run_replicas(model: TTTModel, requests: list[Request], num_replicas: int) -> tuple[dict[str, list[int]], float]:
     """Per-stream replicas: `num_replicas` processes, each a batch-1 sequential TTT server over its
-    share of the streams (round robin). Returns tokens per owner and the wall time in seconds."""
+    share of the streams (round robin). Returns tokens per owner and the wall time in seconds,
+    timed from when every replica has loaded its model (startup excluded, as for the other modes)."""
     ctx = mp.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // num_replicas)
-    out: mp.Queue = ctx.Queue()
-    shares = [requests[i::num_replicas] for i in range(num_replicas)]
-    t0 = time.perf_counter()
-    procs = [ctx.Process(target=_replica_main, args=(model, s, threads, out)) for s in shares if s]
+    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    shares = [s for s in (requests[i::num_replicas] for i in range(num_replicas)) if s]
+    procs = [ctx.Process(target=_replica_main, args=(model, s, threads, ready, go, out)) for s in shares]
     for p in procs:
         p.start()
+    for _ in procs:
+        ready.get(timeout=300)
+    t0 = time.perf_counter()
+    go.set()
     tokens: dict[str, list[int]] = {}
     for _ in procs:
-        tokens.update(out.get())
+        tokens.update(out.get(timeout=3600))
+    wall = time.perf_counter() - t0
     for p in procs:
         p.join()
-    return tokens, time.perf_counter() - t0
+    return tokens, wall
 
 
 def outcome_tokens(outcomes: dict[str, OwnerOutcome]) -> dict[str, list[int]]:

@@ -7,6 +7,7 @@ READ-then-WRITE at every chunk boundary, boundaries found inside whatever block 
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -71,6 +72,7 @@ class ReferenceResult:
     logits: list[torch.Tensor] = field(default_factory=list)
     deltas: list[torch.Tensor] | None = None   # W - W0 per TTT layer [D, F]; None if never written
     num_writes: int = 0
+    token_times_s: list[float] = field(default_factory=list)   # perf_counter at each emitted token
 
 
 class SequentialReference:
@@ -110,6 +112,7 @@ class SequentialReference:
                     res.logits.append(logits.clone())
                 tok = sample(logits, req, len(res.tokens))
                 res.tokens.append(tok)
+                res.token_times_s.append(time.perf_counter())
                 if len(res.tokens) >= req.max_new_tokens or tok in req.stop_ids:
                     break
                 block = [tok]
