@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from rwttt_ray.core.planner import assert_legal
+from rwttt_ray.core.phase import WriteReceipt
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.types import Backend, Effect, Group, TransitionTag
 from rwttt_ray.ttt.forward import BatchView, FastWeightForward
@@ -45,15 +46,6 @@ class OwnerState:
     @property
     def pos(self) -> int:
         return self.progress.pos
-
-
-@dataclass(frozen=True, slots=True)
-class WriteReceipt:
-    """What a WRITE produced, for the committer: owner, base version, candidate checksum."""
-
-    owner_id: str
-    base_version: int
-    checksum: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +211,21 @@ class GroupRunner:
         self.seqs.load(owner_id, {kind: pick(kind) for kind in ("k", "v", "x", "h", "s")})
         dw = pick("dw")
         self.pool.load(owner_id, dw or None)
+
+    def replay(self, owner_id: str, target: OwnerProgress) -> None:
+        """Rebuild an owner from its token log up to `target` (its last committed position):
+        READ the logged tokens in chunk-aligned pieces and redo each WRITE, no sampling."""
+        st = self.owners[owner_id]
+        while st.pos < target.pos or st.writes < target.writes:
+            if st.progress.write_pending:
+                tag = self.tag(owner_id, "write", Effect.WRITE, st.writes)
+                self._run_write(Group(tag.key, (tag,), -1))
+                self.commit(owner_id)
+                continue
+            n = min(target.pos - st.pos, self.settings.chunk - st.progress.fill)
+            view = BatchView((self.seqs.owner_slot[owner_id],), (st.pos,), (st.progress.fill,), (self._fast_slot(owner_id),))
+            self.forward(torch.tensor([st.stream[st.pos:st.pos + n]]), view)
+            st.progress = replace(st.progress, pos=st.pos + n)
+        if (st.pos, st.writes) != (target.pos, target.writes):
+            raise RuntimeError(f"replay of {owner_id} reached pos {st.pos}/v{st.writes}, wanted {target.pos}/v{target.writes}")
+        st.progress = target
