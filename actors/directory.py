@@ -1,19 +1,22 @@
 """RedisDirectory: where each owner's state lives and at what version, fenced by an epoch.
 
 The only module that imports redis. Keys, namespaced per cluster: `{ns}:epoch` (fencing counter),
-`{ns}:owners` (set), `{ns}:owner:{id}` (hash: tenant, worker, slot, tier, version, epoch,
-payload_key, request), `{ns}:tokens:{id}` (token log), `{ns}:payload:{id}:{version}` (spilled
-state, written BEFORE the entry points at it), `{ns}:hb:{worker}` (liveness, TTL). Commits and
-moves are single Lua scripts: compare-and-set on (epoch, version) in one atomic step.
+`{ns}:owners` (set), `{ns}:owner:{id}` (hash: the DirectoryEntry fields + request), `{ns}:tokens:{id}`
+(token log), `{ns}:payload:{id}:{version}` (spilled state, written BEFORE the entry points at it;
+indexed by version in the zset `{ns}:payloads:{id}`), `{ns}:hb:{worker}` (liveness, TTL) and
+`{ns}:workers` (set). Every op is one round trip; commit, move, spill and remove are Lua scripts
+that check (epoch, version) and write in one atomic step.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, TypeVar
 
 import msgpack
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 T = TypeVar("T")
 
@@ -21,11 +24,11 @@ T = TypeVar("T")
 class Tier(enum.Enum):
     DEVICE = "device"   # a worker's pool slot
     HOST = "host"       # a worker's host memory
-    STORE = "store"     # the shared store (a payload key here)
+    STORE = "store"     # the shared store: the entry's payload_key holds the state
 
 
 class DirectoryError(RuntimeError):
-    """A directory operation was rejected."""
+    """A directory operation was rejected; nothing was changed."""
 
 
 class StaleEpochError(DirectoryError):
@@ -33,194 +36,283 @@ class StaleEpochError(DirectoryError):
 
 
 class DirectoryVersionError(DirectoryError):
-    """The stored version differs from the caller's expected version."""
+    """The stored version differs from the caller's expected version (stale or duplicate commit)."""
 
 
 class UnknownEntryError(DirectoryError):
-    """No entry for that owner."""
+    """No entry for that owner (never registered, removed, or lost with a Redis restart)."""
+
+
+class DuplicateEntryError(DirectoryError):
+    """register() for an owner that already has an entry."""
+
+
+class MissingPayloadError(DirectoryError):
+    """An entry may never point at a payload key that does not exist."""
 
 
 class DirectoryUnavailableError(DirectoryError):
-    """Redis cannot be reached."""
+    """Redis cannot be reached. During a write the outcome is unknown: re-read the entry."""
 
 
 @dataclass(frozen=True, slots=True)
 class DirectoryEntry:
+    """Where one owner's state lives. Crosses actors; msgpack-able via to_dict/from_dict."""
     owner_id: str
-    worker_id: str
-    version: int = 0
-    epoch: int = 0
-    tier: Tier = Tier.DEVICE
-    slot: int = -1
-    tenant_id: str = ""
-    payload_key: str = ""
+    tenant_id: str = ""          # who pays; "" for none
+    worker_id: str = ""          # the worker holding the state; "" when only in the store
+    slot: int = -1               # pool slot on that worker; -1 if none
+    tier: Tier = Tier.DEVICE     # DEVICE slot | HOST memory | shared STORE
+    version: int = 0             # committed WRITEs; changed only by commit()
+    epoch: int = 0               # fencing epoch of the last scheduler that wrote this entry
+    payload_key: str = ""        # versioned payload key of the spilled state; "" if none
 
-    def to_fields(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tier"] = self.tier.value
-        return d
+    def __post_init__(self) -> None:
+        if self.version < 0 or self.slot < -1:
+            raise ValueError(f"{self.version=} must be >= 0 and {self.slot=} >= -1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"tier": self.tier.value}
 
     @classmethod
-    def from_fields(cls, f: dict[bytes, bytes]) -> "DirectoryEntry":
-        g = {k.decode(): v.decode() for k, v in f.items() if k != b"request"}
-        return cls(g["owner_id"], g["worker_id"], int(g["version"]), int(g["epoch"]), Tier(g["tier"]),
-                   int(g["slot"]), g["tenant_id"], g["payload_key"])
+    def from_dict(cls, d: Mapping[str, Any]) -> "DirectoryEntry":
+        """From to_dict() output or from Redis hash values (bytes)."""
+        g = {k: v.decode() if isinstance(v, bytes) else v for k, v in d.items()}
+        return cls(owner_id=g["owner_id"], tenant_id=g.get("tenant_id", ""), worker_id=g.get("worker_id", ""),
+                   slot=int(g.get("slot", -1)), tier=Tier(g.get("tier", "device")), version=int(g.get("version", 0)),
+                   epoch=int(g.get("epoch", 0)), payload_key=g.get("payload_key", ""))
 
 
-_COMMIT = """
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+FIELDS = tuple(f.name for f in fields(DirectoryEntry))
+
+# Fenced scripts get KEYS[1] = the epoch key, ARGV[1] = the caller's epoch, and answer {code, value}
+# pairs: 1 ok (value = version), -1 stale epoch (current), -2 version mismatch (stored), -3 no entry,
+# -4 missing payload, -5 entry exists.
+_FENCE = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) < cur then return {-1, cur} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
-local v = tonumber(redis.call('HGET', KEYS[1], 'version'))
-if v ~= tonumber(ARGV[2]) then return {-2, v} end
-redis.call('HSET', KEYS[1], 'version', v + 1, 'epoch', ARGV[1])
-return {1, v + 1}
 """
-_MOVE = """
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[1]) < cur then return {-1, cur} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
-local v = tonumber(redis.call('HGET', KEYS[1], 'version'))
+_REGISTER = _FENCE + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-5, 0} end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('SADD', KEYS[3], ARGV[2])
+return {1, 0}
+"""
+_COMMIT = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local out = {}
+for i = 2, #KEYS do
+  local code, value = 1, 0
+  if tonumber(ARGV[1]) < cur then code, value = -1, cur
+  elseif redis.call('EXISTS', KEYS[i]) == 0 then code = -3
+  else
+    value = tonumber(redis.call('HGET', KEYS[i], 'version'))
+    if value ~= tonumber(ARGV[i]) then code = -2
+    else value = value + 1; redis.call('HSET', KEYS[i], 'version', value, 'epoch', ARGV[1]) end
+  end
+  out[#out + 1] = code; out[#out + 1] = value
+end
+return out
+"""
+_MOVE = _FENCE + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-3, 0} end
+local v = tonumber(redis.call('HGET', KEYS[2], 'version'))
 if ARGV[6] ~= '' and v ~= tonumber(ARGV[6]) then return {-2, v} end
-redis.call('HSET', KEYS[1], 'worker_id', ARGV[2], 'slot', ARGV[3], 'tier', ARGV[4], 'payload_key', ARGV[5], 'epoch', ARGV[1])
+if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then return {-4, 0} end
+redis.call('HSET', KEYS[2], 'worker_id', ARGV[2], 'slot', ARGV[3], 'tier', ARGV[4], 'payload_key', ARGV[5],
+           'epoch', ARGV[1])
+if ARGV[7] == '1' then   -- spill: payloads of lower versions are obsolete now
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[6])
+  for _, k in ipairs(old) do redis.call('DEL', k) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[6])
+end
 return {1, v}
 """
-_REGISTER = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-redis.call('SADD', KEYS[2], KEYS[3])
-return 1
+_REMOVE = _FENCE + """
+for _, k in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do redis.call('DEL', k) end
+local existed = redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('SREM', KEYS[3], ARGV[2])
+return {1, existed}
+"""
+# NOTE: _REMOVE, _MOVE (spill), _ENTRIES and _LIVE touch keys they read from data, fine for one
+# Redis (or Sentinel); Redis Cluster would need hash tags on the namespace.
+_ENTRIES = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local f = redis.call('HMGET', ARGV[1] .. id, unpack(ARGV, 2))
+  if f[1] then out[#out + 1] = f end
+end
+return out
+"""
+_LIVE = """
+local out = {}
+for _, w in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. w) == 1 then out[#out + 1] = w end
+end
+return out
 """
 
 
 class RedisDirectory:
-    """Owner -> (worker, slot, tier, version, epoch) in Redis; metadata only, sub-ms ops."""
+    """Owner -> (worker, slot, tier, version, epoch) in Redis; metadata only, one round trip per op."""
 
     def __init__(self, url: str, namespace: str = "rwttt", timeout_s: float = 2.0) -> None:
         self.url, self.ns = url, namespace
-        self.r = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-                                      retry_on_timeout=False)
-        self._call(self.r.ping)
-        self._commit = self.r.register_script(_COMMIT)
-        self._move = self.r.register_script(_MOVE)
-        self._register = self.r.register_script(_REGISTER)
-
-    def _call(self, fn: Callable[..., T], *args, **kw) -> T:
         try:
-            return fn(*args, **kw)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise DirectoryUnavailableError(f"cannot reach Redis at {self.url}: {exc}") from None
+            # NOTE: no automatic retries: a retried commit whose first reply was lost would be
+            # re-judged as a duplicate. Reads retry once in _call; writes surface the failure.
+            # RESP2 (no HELLO): every Redis from 5.0 up answers it, and we need nothing of RESP3.
+            self.r = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                          retry=Retry(NoBackoff(), 0), protocol=2)
+        except ValueError as exc:
+            raise DirectoryUnavailableError(f"cannot reach Redis at {url}: {exc}") from exc
+        self._call(self.r.ping)                      # fail fast, once, naming the URL
+        scripts = (_REGISTER, _COMMIT, _MOVE, _REMOVE, _ENTRIES, _LIVE)
+        self._register, self._commit, self._move, self._remove, self._entries, self._live = (
+            self.r.register_script(s) for s in scripts)
+
+    def _call(self, fn: Callable[..., T], *args: Any, idempotent: bool = False, **kw: Any) -> T:
+        lost: Exception | None = None
+        for _ in range(2 if idempotent else 1):     # reads retry once, on a fresh connection
+            try:
+                return fn(*args, **kw)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                lost = exc
+            except redis.RedisError as exc:
+                raise DirectoryError(f"Redis at {self.url} failed: {exc}") from exc
+        raise DirectoryUnavailableError(f"cannot reach Redis at {self.url}: {lost}") from lost
 
     def key(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
 
-    def ping(self) -> bool:
-        return bool(self._call(self.r.ping))
+    def _owner_keys(self, owner_id: str) -> list[str]:
+        return [self.key("epoch"), self.key("owner", owner_id)]
 
-    # -- fencing --------------------------------------------------------------------------
-    def acquire_epoch(self) -> int:
-        """A new scheduler takes a new epoch; every older epoch can no longer commit or move."""
-        return int(self._call(self.r.incr, self.key("epoch")))
-
-    def current_epoch(self) -> int:
-        return int(self._call(self.r.get, self.key("epoch")) or 0)
-
-    # -- entries ----------------------------------------------------------------------------
-    def register(self, entry: DirectoryEntry, request: dict | None = None) -> None:
-        fields = entry.to_fields()
-        fields["request"] = msgpack.packb(request or {})
-        argv = [x for kv in fields.items() for x in kv]
-        ok = self._call(self._register, keys=[self.key("owner", entry.owner_id), self.key("owners"), entry.owner_id],
-                        args=argv)
-        if not ok:
-            raise DirectoryError(f"owner {entry.owner_id} is already registered")
-
-    def get(self, owner_id: str) -> DirectoryEntry | None:
-        fields = self._call(self.r.hgetall, self.key("owner", owner_id))
-        return DirectoryEntry.from_fields(fields) if fields else None
-
-    def request_of(self, owner_id: str) -> dict:
-        raw = self._call(self.r.hget, self.key("owner", owner_id), "request")
-        return msgpack.unpackb(raw) if raw else {}
-
-    def entries(self) -> list[DirectoryEntry]:
-        ids = sorted(x.decode() for x in self._call(self.r.smembers, self.key("owners")))
-        pipe = self.r.pipeline(transaction=False)
-        for owner_id in ids:
-            pipe.hgetall(self.key("owner", owner_id))
-        return [DirectoryEntry.from_fields(f) for f in self._call(pipe.execute) if f]
-
-    def remove(self, owner_id: str) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self.key("owner", owner_id), self.key("tokens", owner_id))
-        pipe.srem(self.key("owners"), owner_id)
-        self._call(pipe.execute)
-
-    def ledger_snapshot(self) -> dict[str, int]:
-        return {e.owner_id: e.version for e in self.entries()}
-
-    # -- commit and move (atomic, fenced) ----------------------------------------------------
-    def _check(self, owner_id: str, epoch: int, expected: int | None, res: list) -> int:
-        code, value = int(res[0]), int(res[1])
+    def _check(self, owner_id: str, epoch: int, expected: int | None, code: int, value: int) -> int:
         if code == -1:
             raise StaleEpochError(f"epoch {epoch} is stale (current {value}): owner {owner_id} not changed")
         if code == -2:
             raise DirectoryVersionError(f"owner {owner_id}: expected version {expected}, stored {value}")
         if code == -3:
             raise UnknownEntryError(f"owner {owner_id} has no directory entry")
+        if code == -4:
+            raise MissingPayloadError(f"owner {owner_id}: payload does not exist; entry not changed")
+        if code == -5:
+            raise DuplicateEntryError(f"owner {owner_id} is already registered")
         return value
 
+    def ping(self) -> bool:
+        return bool(self._call(self.r.ping, idempotent=True))
+
+    def close(self) -> None:
+        self.r.close()
+
+    # -- fencing ----------------------------------------------------------------------------
+    def acquire_epoch(self) -> int:
+        """A new scheduler takes a new epoch; every older epoch can no longer commit, move or remove."""
+        return int(self._call(self.r.incr, self.key("epoch")))
+
+    def current_epoch(self) -> int:
+        return int(self._call(self.r.get, self.key("epoch"), idempotent=True) or 0)
+
+    # -- entries ----------------------------------------------------------------------------
+    def register(self, entry: DirectoryEntry, request: Mapping[str, Any] | None = None) -> None:
+        """Create the owner's entry (fenced by entry.epoch); DuplicateEntryError if it exists."""
+        fields_ = entry.to_dict() | {"request": msgpack.packb(dict(request or {}))}
+        argv = [entry.epoch, entry.owner_id, *(x for kv in fields_.items() for x in kv)]
+        keys = [*self._owner_keys(entry.owner_id), self.key("owners")]
+        self._check(entry.owner_id, entry.epoch, None, *self._call(self._register, keys=keys, args=argv))
+
+    def get(self, owner_id: str) -> DirectoryEntry | None:
+        values = self._call(self.r.hmget, self.key("owner", owner_id), FIELDS, idempotent=True)
+        return DirectoryEntry.from_dict(dict(zip(FIELDS, values))) if values[0] is not None else None
+
+    def request_of(self, owner_id: str) -> dict[str, Any]:
+        """The request stored at register(), so a restarted scheduler can resume the owner."""
+        raw = self._call(self.r.hget, self.key("owner", owner_id), "request", idempotent=True)
+        return msgpack.unpackb(raw) if raw else {}
+
+    def entries(self) -> list[DirectoryEntry]:
+        rows = self._call(self._entries, keys=[self.key("owners")], args=[self.key("owner", ""), *FIELDS],
+                          idempotent=True)
+        return sorted((DirectoryEntry.from_dict(dict(zip(FIELDS, row))) for row in rows), key=lambda e: e.owner_id)
+
+    def ledger_snapshot(self) -> dict[str, int]:
+        """owner -> committed version, for a restarted scheduler to rebuild its ledger."""
+        return {e.owner_id: e.version for e in self.entries()}
+
+    def remove(self, owner_id: str, epoch: int) -> bool:
+        """Drop the entry, its token log and its payloads (fenced). True if the entry existed."""
+        keys = [*self._owner_keys(owner_id), self.key("owners"), self.key("tokens", owner_id),
+                self.key("payloads", owner_id)]
+        return bool(self._check(owner_id, epoch, None, *self._call(self._remove, keys=keys, args=[epoch, owner_id])))
+
+    # -- commit and move (atomic, fenced) ---------------------------------------------------
     def commit(self, owner_id: str, epoch: int, expected_version: int) -> int:
         """version := expected + 1, only if epoch is current and the stored version is expected."""
-        res = self._call(self._commit, keys=[self.key("owner", owner_id), self.key("epoch")],
-                         args=[epoch, expected_version])
-        return self._check(owner_id, epoch, expected_version, res)
+        result = self.commit_many([(owner_id, expected_version)], epoch)[0]
+        if isinstance(result, DirectoryError):
+            raise result
+        return result
 
     def commit_many(self, commits: list[tuple[str, int]], epoch: int) -> list[int | DirectoryError]:
-        """Several owners' commits in one round trip; each is its own atomic CAS."""
-        pipe = self.r.pipeline(transaction=False)
-        for owner_id, expected in commits:
-            self._commit(keys=[self.key("owner", owner_id), self.key("epoch")], args=[epoch, expected], client=pipe)
+        """Several owners' commits in one round trip; each is its own compare-and-set."""
+        if not commits:
+            return []
+        keys = [self.key("epoch"), *(self.key("owner", o) for o, _ in commits)]
+        flat = self._call(self._commit, keys=keys, args=[epoch, *(v for _, v in commits)])
         out: list[int | DirectoryError] = []
-        for (owner_id, expected), res in zip(commits, self._call(pipe.execute)):
+        for i, (owner_id, expected) in enumerate(commits):
             try:
-                out.append(self._check(owner_id, epoch, expected, res))
+                out.append(self._check(owner_id, epoch, expected, int(flat[2 * i]), int(flat[2 * i + 1])))
             except DirectoryError as exc:
                 out.append(exc)
         return out
 
-    def move(self, owner_id: str, epoch: int, worker_id: str, tier: Tier = Tier.DEVICE, slot: int = -1,
-             payload_key: str = "", expected_version: int | None = None) -> int:
-        """Atomic placement change; the version is unchanged (and checked when given)."""
-        args = [epoch, worker_id, slot, tier.value, payload_key, "" if expected_version is None else expected_version]
-        res = self._call(self._move, keys=[self.key("owner", owner_id), self.key("epoch")], args=args)
-        return self._check(owner_id, epoch, expected_version, res)
+    def move(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str = "",
+             *, expected_version: int | None = None) -> int:
+        """Atomic placement change (fenced); the version is unchanged, and checked when given.
+        A non-empty payload_key must exist. Returns the version."""
+        if tier is Tier.STORE and not payload_key:
+            raise ValueError("tier STORE needs a payload_key")
+        return self._place(owner_id, epoch, worker_id, slot, tier, payload_key, expected_version, spill=False)
 
-    # -- payloads: written before the entry that points at them ------------------------------
+    def _place(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str,
+               expected: int | None, spill: bool) -> int:
+        keys = [*self._owner_keys(owner_id), payload_key or self.key("none"), self.key("payloads", owner_id)]
+        args = [epoch, worker_id, slot, tier.value, payload_key, "" if expected is None else expected, int(spill)]
+        return self._check(owner_id, epoch, expected, *self._call(self._move, keys=keys, args=args))
+
+    # -- payloads: written before the entry that points at them -----------------------------
     def payload_key(self, owner_id: str, version: int) -> str:
         return self.key("payload", owner_id, str(version))
 
     def put_payload(self, owner_id: str, version: int, blob: bytes) -> str:
+        """Step 1 of a spill: store the state of `version` under its own versioned key."""
         key = self.payload_key(owner_id, version)
-        self._call(self.r.set, key, blob)
+        # NOTE: a pipeline is emptied by a failed execute(), so a retry must rebuild it.
+        self._call(lambda: self.r.pipeline().set(key, blob).zadd(self.key("payloads", owner_id), {key: version})
+                   .execute(), idempotent=True)
         return key
 
     def get_payload(self, key: str) -> bytes | None:
-        return self._call(self.r.get, key)
+        return self._call(self.r.get, key, idempotent=True)
 
     def point_to_payload(self, owner_id: str, epoch: int, version: int, key: str) -> None:
-        """Second step of a spill: the entry points at an existing payload (version must match)."""
-        if not self._call(self.r.exists, key):
-            raise DirectoryError(f"payload {key} does not exist; not pointing at it")
-        self.move(owner_id, epoch, "", Tier.STORE, -1, key, expected_version=version)
+        """Step 2 of a spill: atomically, if the epoch is current, the stored version is `version`
+        and `key` exists, the entry becomes (tier STORE, key); payloads of lower versions are deleted."""
+        self._place(owner_id, epoch, "", -1, Tier.STORE, key, version, spill=True)
 
     def spill(self, owner_id: str, epoch: int, version: int, blob: bytes) -> str:
+        """Payload first, then the entry: a crash in between leaves the entry on its old placement."""
         key = self.put_payload(owner_id, version, blob)
         self.point_to_payload(owner_id, epoch, version, key)
         return key
 
     # -- token log and liveness -------------------------------------------------------------
-    def append_tokens(self, tokens: dict[str, list[int]]) -> None:
+    def append_tokens(self, tokens: Mapping[str, list[int]]) -> None:
+        """Append generated tokens per owner (one pipeline), so a lost owner can be replayed."""
         pipe = self.r.pipeline(transaction=False)
         for owner_id, toks in tokens.items():
             if toks:
@@ -228,15 +320,14 @@ class RedisDirectory:
         self._call(pipe.execute)
 
     def tokens(self, owner_id: str) -> list[int]:
-        return [int(x) for x in self._call(self.r.lrange, self.key("tokens", owner_id), 0, -1)]
+        return [int(x) for x in self._call(self.r.lrange, self.key("tokens", owner_id), 0, -1, idempotent=True)]
 
     def heartbeat(self, worker_id: str, ttl_s: float) -> None:
-        self._call(self.r.set, self.key("hb", worker_id), b"1", px=max(1, int(ttl_s * 1000)))
+        """The worker is live for ttl_s more seconds (Redis expires the key)."""
+        ttl_ms = max(1, round(ttl_s * 1000))
+        self._call(lambda: self.r.pipeline(transaction=False).set(self.key("hb", worker_id), b"1", px=ttl_ms)
+                   .sadd(self.key("workers"), worker_id).execute(), idempotent=True)
 
     def live_workers(self) -> set[str]:
-        prefix = self.key("hb", "")
-        keys = self._call(lambda: list(self.r.scan_iter(match=prefix + "*")))
-        return {k.decode()[len(prefix):] for k in keys}
-
-    def close(self) -> None:
-        self.r.close()
+        ids = self._call(self._live, keys=[self.key("workers")], args=[self.key("hb", "")], idempotent=True)
+        return {w.decode() for w in ids}

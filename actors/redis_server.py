@@ -44,7 +44,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _command(port: int, *args: str, timeout_s: float = 0.5) -> bytes:
+def send_command(port: int, *args: str, timeout_s: float = 0.5) -> bytes:
     """One RESP command over a fresh loopback socket; the raw reply (b"" if nobody answers)."""
     request = f"*{len(args)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args)
     try:
@@ -53,7 +53,7 @@ def _command(port: int, *args: str, timeout_s: float = 0.5) -> bytes:
             reply = s.recv(65536)
             if reply.startswith(b"$"):              # bulk string: read until its declared length
                 header, _, body = reply.partition(b"\r\n")
-                while len(body) < int(header[1:]) + 2:
+                while int(header[1:]) >= 0 and len(body) < int(header[1:]) + 2:
                     chunk = s.recv(65536)
                     if not chunk:
                         break
@@ -65,12 +65,12 @@ def _command(port: int, *args: str, timeout_s: float = 0.5) -> bytes:
 
 
 def ping(port: int, timeout_s: float = 0.5) -> bool:
-    return _command(port, "PING", timeout_s=timeout_s).startswith(b"+PONG")
+    return send_command(port, "PING", timeout_s=timeout_s).startswith(b"+PONG")
 
 
 def server_pid(port: int) -> int | None:
     """The process_id the server on `port` reports (INFO server), or None."""
-    for line in _command(port, "INFO", "server").split(b"\r\n"):
+    for line in send_command(port, "INFO", "server").split(b"\r\n"):
         if line.startswith(b"process_id:"):
             return int(line.split(b":", 1)[1])
     return None

@@ -79,7 +79,8 @@ class SchedulerCore:
         progress = progress or OwnerProgress(self.chunk, len(req.prompt), len(req.prompt) + len(toks),
                                              req.max_new_tokens, ttt=self.ttt)
         self.ledger.register(req.owner_id, version)
-        rec = OwnerRecord(req, progress, worker_id, toks, last_run_step=self.step, resident_since=self.step)
+        rec = OwnerRecord(req, progress, worker_id, toks, resident=False, last_run_step=self.step,
+                          resident_since=self.step)     # the residency policy gives it a slot
         self.owners[req.owner_id] = rec
         return rec
 

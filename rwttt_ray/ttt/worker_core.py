@@ -28,6 +28,7 @@ class WorkerCore:
         self.worker_id, self.max_states = worker_id, max_states
         self.runner = GroupRunner(model, max_owners=max_states, placement=worker_id, record_logits=record_logits)
         self.host: OrderedDict[str, bytes] = OrderedDict()     # spilled owners (host tier)
+        self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
         self.epoch = 0
         self.stats = {"spills": 0, "reloads": 0, "spill_s": 0.0, "reload_s": 0.0}
 
@@ -37,24 +38,43 @@ class WorkerCore:
 
     # -- owners ---------------------------------------------------------------------------
     def admit(self, req: Request, generated: list[int] | None = None, target: OwnerProgress | None = None) -> None:
-        """A new owner, or (with a target) one rebuilt by replaying its token log."""
-        self._make_room(1, keep=())
+        """A new owner, or (with a target) one rebuilt by replaying its token log. It takes a device
+        slot now if one is free, else when a phase first names it a resident."""
+        self.waiting[req.owner_id] = (req, generated, target)
+        if self.runner.seqs.num_free() > 0:
+            self._materialize(req.owner_id)
+
+    def _materialize(self, owner_id: str) -> None:
+        req, generated, target = self.waiting.pop(owner_id)
         self.runner.admit(req, generated)
         if target is not None:
-            self.runner.replay(req.owner_id, target)
+            self.runner.replay(owner_id, target)
 
     def release(self, owner_id: str) -> None:
         self.host.pop(owner_id, None)
+        self.waiting.pop(owner_id, None)
         if owner_id in self.runner.owners:
             self.runner.release(owner_id)
 
     def owns(self, owner_id: str) -> bool:
-        return owner_id in self.runner.owners or owner_id in self.host
+        return owner_id in self.runner.owners or owner_id in self.host or owner_id in self.waiting
 
     def progress_of(self, owner_id: str) -> OwnerProgress:
         if owner_id in self.runner.owners:
             return self.runner.progress(owner_id)
+        if owner_id in self.waiting:
+            req, gen, target = self.waiting[owner_id]
+            return target or OwnerProgress(self.runner.settings.chunk, len(req.prompt), len(req.prompt) + len(gen or []),
+                                           req.max_new_tokens, ttt=self.runner.settings.enabled)
         return _progress_from_blob(self.host[owner_id], self.runner.settings)
+
+    def deltas(self, owner_id: str) -> list | None:
+        """The owner's committed dW [D, F] per TTT layer, wherever it lives (None: still zero)."""
+        if owner_id in self.host:
+            snap = state_io.loads(self.host[owner_id])
+            dws = [snap.tensors[k].t() for k in sorted(snap.tensors, key=_tensor_order) if k.startswith("dw.")]
+            return dws or None
+        return self.runner.deltas(owner_id)
 
     # -- tiers ----------------------------------------------------------------------------
     def export_owner(self, owner_id: str) -> bytes:
@@ -66,10 +86,13 @@ class WorkerCore:
         return blob
 
     def import_owner(self, blob: bytes) -> str:
-        snap = state_io.loads(blob)
-        self._make_room(1, keep=())
-        self.runner.restore(snap)
-        return snap.request.owner_id
+        """Take over an owner's state (migration); it lands in the host tier if no slot is free."""
+        owner_id = state_io.read_header(blob)["owner_id"]
+        if self.runner.seqs.num_free() > 0:
+            self.runner.restore(state_io.loads(blob))
+        else:
+            self.host[owner_id] = blob
+        return owner_id
 
     def spill(self, owner_id: str) -> None:
         t0 = time.perf_counter()
@@ -85,20 +108,26 @@ class WorkerCore:
         self.stats["reload_s"] += time.perf_counter() - t0
 
     def _make_room(self, n: int, keep: tuple[str, ...]) -> list[str]:
+        """Spill owners outside `keep` (never one with a dirty candidate) until n slots are free."""
         spilled = []
         for owner_id in list(self.runner.owners):
             if self.runner.seqs.num_free() >= n:
                 break
-            if owner_id not in keep:
+            if owner_id not in keep and not self.runner.pool.has_candidate(owner_id):
                 self.spill(owner_id)
                 spilled.append(owner_id)
+        if self.runner.seqs.num_free() < n:
+            raise RuntimeError(f"worker {self.worker_id}: cannot free {n} device slots for the planned residents")
         return spilled
 
     def _ensure_residents(self, residents: tuple[str, ...]) -> list[str]:
-        missing = [o for o in residents if o in self.host]
-        spilled = self._make_room(len(missing), keep=residents)
+        missing = [o for o in residents if o in self.host or o in self.waiting]
+        spilled = self._make_room(len(missing), keep=residents) if missing else []
         for owner_id in missing:
-            self.reload(owner_id)
+            if owner_id in self.host:
+                self.reload(owner_id)
+            else:
+                self._materialize(owner_id)
         return spilled
 
     # -- a phase --------------------------------------------------------------------------
@@ -147,6 +176,11 @@ class WorkerCore:
         except Exception as exc:   # the runner already rolled the candidates back
             res.failed_writes.extend(group.owner_ids)
             res.error = f"WRITE group failed: {exc}"
+
+
+def _tensor_order(name: str) -> tuple[str, int]:
+    kind, index = name.split(".")
+    return kind, int(index)
 
 
 def _progress_from_blob(blob: bytes, settings) -> OwnerProgress:

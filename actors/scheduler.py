@@ -1,0 +1,258 @@
+"""SchedulerActor: a Ray actor shell over SchedulerCore; the only writer of versions.
+
+One asyncio loop per worker: plan a phase (pure), run it on the worker (one Ray call, many
+rounds), commit its WRITE receipts in the directory (fenced CAS, one round trip), settle the
+ledger, log tokens, wake waiters. A lost worker's owners are replayed on another worker; a
+restarted scheduler (new epoch) rebuilds its ledger from Redis and reconciles with the workers.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from actors.directory import (DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier,
+                              UnknownEntryError)
+from policies.eviction import LRUResidency
+from rwttt_ray.config import RwtttConfig
+from rwttt_ray.core.progress import OwnerProgress
+from rwttt_ray.core.request import Request
+from rwttt_ray.core.scheduler import SchedulerCore
+
+RETRIES = 10
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class SchedulerActor:
+    def __init__(self, config: RwtttConfig, chunk: int, ttt: bool, redis_url: str, namespace: str,
+                 worker_names: list[str], max_rounds: int = 64, quantum_steps: int | None = None) -> None:
+        self.directory = RedisDirectory(redis_url, namespace)
+        self.epoch = self.directory.acquire_epoch()
+        self.core = SchedulerCore(chunk, ttt, config.max_group_size, config.wait_budget_steps, max_rounds,
+                                  residency=LRUResidency(quantum_steps))
+        self.worker_names = list(worker_names)
+        self.workers: dict[str, ray.actor.ActorHandle] = {}
+        self.stale = False
+        self.calls, self.call_s, self.compute_s = 0, 0.0, 0.0
+        self._wake: dict[str, asyncio.Event] = {}
+        self._changed: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._migrations: dict[str, list] = {}
+
+    async def start(self, recover: bool = False) -> int:
+        """Attach the workers (and, after a restart, rebuild from Redis); returns the epoch."""
+        self._changed = asyncio.Event()
+        for name in self.worker_names:
+            handle = ray.get_actor(name)
+            info = await handle.info.remote()
+            self.workers[name] = handle
+            self.core.add_worker(name, info["shape_prefix"], info["capacity"])
+            self._wake[name] = asyncio.Event()
+        if recover:
+            await self._rebuild()
+        self._tasks = [asyncio.ensure_future(self._loop(w)) for w in self.workers]
+        return self.epoch
+
+    # -- requests -------------------------------------------------------------------------
+    async def submit(self, req: Request, tenant_id: str = "") -> str:
+        worker_id = self.core.choose_worker(req.owner_id)
+        self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch, tenant_id=tenant_id),
+                                request=_request_dict(req))
+        self.core.admit(req, worker_id)             # counts for placement at once
+        await self.workers[worker_id].admit.remote(req)   # ordered before any phase that plans it
+        self._wake[worker_id].set()
+        return req.owner_id
+
+    def _result(self, owner_id: str) -> dict:
+        rec = self.core.owners[owner_id]
+        return {"tokens": list(rec.tokens), "version": self.core.ledger.committed(owner_id),
+                "worker_id": rec.worker_id, "finished": rec.finished, "error": rec.error}
+
+    async def wait(self, owner_ids: list[str], timeout_s: float = 600.0) -> dict[str, dict]:
+        deadline = time.monotonic() + timeout_s
+        while not all(self.core.owners[o].finished for o in owner_ids):
+            if self.stale:
+                raise RuntimeError(f"scheduler epoch {self.epoch} is stale")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.01, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"owners not finished after {timeout_s}s") from None
+        return {o: self._result(o) for o in owner_ids}
+
+    async def poll(self, owner_id: str, cursor: int) -> dict:
+        res = self._result(owner_id)
+        res["tokens"] = res["tokens"][cursor:]
+        return res
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _loop(self, worker_id: str) -> None:
+        while not self.stale and self.core.workers[worker_id].alive:
+            if self._migrations.get(worker_id):
+                await self._run_migrations(worker_id)
+            plan = self.core.next_plan(worker_id, self.epoch)
+            if plan is None:
+                self._wake[worker_id].clear()
+                if not self._migrations.get(worker_id):
+                    await self._wake[worker_id].wait()
+                continue
+            t0 = time.perf_counter()
+            try:
+                result = await self.workers[worker_id].run_phase.remote(plan)
+            except RayActorError:
+                await self._recover_worker(worker_id)
+                return
+            except RayTaskError as exc:
+                self._phase_failed(plan, exc)
+                continue
+            self.calls, self.call_s = self.calls + 1, self.call_s + time.perf_counter() - t0
+            self.compute_s += result.compute_s
+            await self._settle(worker_id, plan, result)
+
+    def _phase_failed(self, plan, exc: Exception) -> None:
+        """A refused plan (a newer epoch exists) makes this scheduler stale; any other failure
+        fails the phase's owners with the worker's error, and nothing of theirs is committed."""
+        if "StaleEpochRefused" in str(exc):
+            self.stale = True
+        else:
+            cause = str(exc).strip().splitlines()[-1]
+            for owner_id in {o for r in plan.rounds for g in r for o in g.owner_ids} | {o for g in plan.writes for o in g.owner_ids}:
+                self.core.owners[owner_id].error = f"worker error: {cause}"
+        for group in plan.writes:
+            self.core.ledger.rollback_group(group)
+        self._notify()
+
+    async def _settle(self, worker_id, plan, result) -> None:
+        receipts = self.core.receipts(result)
+        try:
+            verdicts = await self._commit_receipts(receipts)
+        except DirectoryUnavailableError as exc:   # Redis stayed away: fail these owners, commit nothing
+            verdicts = [exc] * len(receipts)
+            for owner_id, _ in receipts:
+                self.core.owners[owner_id].error = str(exc)
+        if any(isinstance(v, StaleEpochError) for v in verdicts):
+            self.stale = True
+        accepted = {o: isinstance(v, int) for (o, _), v in zip(receipts, verdicts)}
+        new = self.core.settle(worker_id, plan, result, accepted)
+        try:
+            self.directory.append_tokens(new)
+        except DirectoryUnavailableError:
+            pass   # the token log is a recovery aid; the worker still holds the tokens
+        self._notify()
+
+    async def _commit_receipts(self, receipts: list[tuple[str, int]]) -> list:
+        """CAS-commit in the directory; retries while Redis restarts, and re-registers entries a
+        restarted (empty) Redis lost, from this scheduler's ledger (the CAS still forbids doubles)."""
+        if not receipts:
+            return []
+        for attempt in range(RETRIES):
+            try:
+                verdicts = self.directory.commit_many(receipts, self.epoch)
+                lost = [o for (o, _), v in zip(receipts, verdicts) if isinstance(v, UnknownEntryError)]
+                if not lost:
+                    return verdicts
+                for owner_id in lost:
+                    self._reregister(owner_id)
+            except DirectoryUnavailableError:
+                if attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return self.directory.commit_many(receipts, self.epoch)
+
+    def _reregister(self, owner_id: str) -> None:
+        rec = self.core.owners[owner_id]
+        entry = DirectoryEntry(owner_id=owner_id, worker_id=rec.worker_id, epoch=self.epoch,
+                               version=self.core.ledger.committed(owner_id))
+        self.directory.register(entry, request=_request_dict(rec.request))
+        self.directory.append_tokens({owner_id: rec.tokens})
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    # -- recovery ---------------------------------------------------------------------------
+    async def _recover_worker(self, worker_id: str) -> None:
+        """Replay the lost worker's owners elsewhere from their token logs. The admits are sent
+        before this coroutine yields, so Ray runs them before any phase that plans those owners."""
+        moved = self.core.worker_lost(worker_id)
+        refs = [self.workers[self.core.owners[o].worker_id].admit.remote(
+            self.core.owners[o].request, self.core.owners[o].tokens, self.core.owners[o].progress) for o in moved]
+        for owner_id, ref in zip(moved, refs):
+            dst = self.core.owners[owner_id].worker_id
+            await ref
+            self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE)
+            self._wake[dst].set()
+        self._notify()
+
+    async def _rebuild(self) -> None:
+        """After a restart: ledger from the directory, progress and tokens from the workers."""
+        held = {}
+        for name, handle in self.workers.items():
+            for o, info in (await handle.owners.remote()).items():
+                held[o] = (name, info)
+        for entry in self.directory.entries():
+            req = _request_from(self.directory.request_of(entry.owner_id))
+            name, info = held.get(entry.owner_id, (entry.worker_id, None))
+            tokens = info["tokens"] if info and info["tokens"] is not None else self.directory.tokens(entry.owner_id)
+            progress: OwnerProgress = info["progress"] if info else None
+            self.core.admit(req, name, version=entry.version, tokens=tokens, progress=progress)
+            if info and info["candidate"]:   # the old scheduler died mid-commit: follow the directory
+                publish = entry.version == progress.writes + 1
+                await self.workers[name].reconcile.remote([entry.owner_id] if publish else [],
+                                                          [] if publish else [entry.owner_id])
+                if publish:
+                    self.core.owners[entry.owner_id].progress = progress.after_write()
+
+    # -- operations -------------------------------------------------------------------------
+    async def migrate(self, owner_id: str, dst: str) -> None:
+        """Move an owner's committed state to another worker, between two of its source's phases."""
+        src = self.core.owners[owner_id].worker_id
+        if src == dst:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._migrations.setdefault(src, []).append((owner_id, dst, done))
+        self._wake[src].set()
+        await done
+
+    async def _run_migrations(self, src: str) -> None:
+        for owner_id, dst, done in self._migrations.pop(src, []):
+            try:
+                w = self.core.workers[src]
+                publish = [o for o in w.commits if o == owner_id]
+                discard = [o for o in w.rollbacks if o == owner_id]
+                w.commits = [o for o in w.commits if o != owner_id]
+                w.rollbacks = [o for o in w.rollbacks if o != owner_id]
+                if publish or discard:
+                    await self.workers[src].reconcile.remote(publish, discard)
+                blob = self.workers[src].export_owner.remote(owner_id)    # object store, worker to worker
+                await self.workers[dst].import_owner.remote(blob)
+                self.core.owners[owner_id].worker_id = dst
+                self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE,
+                                    expected_version=self.core.ledger.committed(owner_id))
+                self._wake[dst].set()
+                done.set_result(None)
+            except Exception as exc:
+                done.set_exception(exc)
+
+    async def stats(self) -> dict:
+        return {"epoch": self.epoch, "calls": self.calls, "call_s": self.call_s, "compute_s": self.compute_s,
+                "owners": len(self.core.owners), "ledger": self.core.ledger.snapshot(), "stale": self.stale}
+
+    async def ledger(self) -> dict[str, int]:
+        return self.core.ledger.snapshot()
+
+    async def release(self, owner_id: str) -> None:
+        rec = self.core.forget(owner_id)
+        await self.workers[rec.worker_id].release.remote(owner_id)
+        self.directory.remove(owner_id, self.epoch)
+
+
+def _request_dict(req: Request) -> dict:
+    return {"owner_id": req.owner_id, "prompt": list(req.prompt), "max_new_tokens": req.max_new_tokens,
+            "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed, "stop_ids": list(req.stop_ids)}
+
+
+def _request_from(d: dict) -> Request:
+    return Request(**{**d, "prompt": tuple(d["prompt"]), "stop_ids": tuple(d["stop_ids"])})

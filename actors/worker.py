@@ -1,0 +1,93 @@
+"""WorkerActor: a Ray actor shell over WorkerCore (model + pools + phase execution).
+
+One call runs a whole phase (many rounds). It heartbeats into the directory so the scheduler
+and operators can see it is alive. Tensors never leave it except as owner-state bytes
+(migration through Ray's object store).
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import ray
+import torch
+
+from actors.directory import RedisDirectory
+from rwttt_ray.config import RwtttConfig
+from rwttt_ray.core.phase import PhasePlan, PhaseResult
+from rwttt_ray.core.progress import OwnerProgress
+from rwttt_ray.core.request import Request
+from rwttt_ray.ttt.worker_core import WorkerCore
+
+HEARTBEAT_S = 1.0
+
+
+@ray.remote(max_restarts=0)
+class WorkerActor:
+    def __init__(self, worker_id: str, config: RwtttConfig, redis_url: str, namespace: str,
+                 threads: int | None = None, record_logits: bool = False) -> None:
+        torch.set_num_threads(threads or max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+        self.worker_id = worker_id
+        self.core = WorkerCore(config.load_model(), worker_id, config.max_states_per_worker, record_logits)
+        self.directory = RedisDirectory(redis_url, namespace)
+        self._stop = threading.Event()
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.directory.heartbeat(self.worker_id, 5 * HEARTBEAT_S)
+            except Exception:   # Redis away: the scheduler sees the missing heartbeat
+                pass
+            self._stop.wait(HEARTBEAT_S)
+
+    def info(self) -> dict:
+        return {"worker_id": self.worker_id, "shape_prefix": self.core.shape_prefix,
+                "capacity": self.core.max_states, "pid": os.getpid(), "threads": torch.get_num_threads()}
+
+    def admit(self, req: Request, tokens: list[int] | None = None, target: OwnerProgress | None = None) -> None:
+        self.core.admit(req, tokens, target)
+
+    def run_phase(self, plan: PhasePlan) -> PhaseResult:
+        return self.core.run_phase(plan)
+
+    def export_owner(self, owner_id: str) -> bytes:
+        return self.core.export_owner(owner_id)
+
+    def import_owner(self, blob: bytes) -> str:
+        return self.core.import_owner(blob)
+
+    def release(self, owner_id: str) -> None:
+        self.core.release(owner_id)
+
+    def owners(self) -> dict[str, dict]:
+        """Each owner's progress, generated tokens and whether a dirty candidate is pending."""
+        out = {}
+        for o in list(self.core.runner.owners) + list(self.core.host) + list(self.core.waiting):
+            gen = self.core.runner.owners[o].generated if o in self.core.runner.owners else None
+            out[o] = {"progress": self.core.progress_of(o), "tokens": gen,
+                      "candidate": self.core.runner.pool.has_candidate(o)}
+        return out
+
+    def deltas(self, owner_id: str) -> list | None:
+        d = self.core.deltas(owner_id)
+        return None if d is None else [t.numpy() for t in d]
+
+    def logits(self, owner_id: str) -> list:
+        return [t.numpy() for t in self.core.runner.owners[owner_id].logits]
+
+    def stats(self) -> dict:
+        return dict(self.core.stats, resident=len(self.core.runner.owners), host=len(self.core.host))
+
+    def reconcile(self, commits: list[str], rollbacks: list[str]) -> None:
+        """A restarted scheduler publishes or discards candidates left by its predecessor."""
+        for o in commits:
+            self.core.runner.commit(o)
+        for o in rollbacks:
+            self.core.runner.rollback(o)
+
+    def ping(self) -> str:
+        return self.worker_id
+
+    def stop(self) -> None:
+        self._stop.set()
