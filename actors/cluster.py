@@ -69,7 +69,14 @@ class RwtttCluster:
         return ray.get(self.scheduler.wait.remote(owner_ids, timeout_s))
 
     def run(self, requests: list[Request], timeout_s: float = 600.0) -> dict[str, dict]:
-        return self.wait(self.submit(requests), timeout_s)
+        """Submit, wait, release: one-shot requests whose owners end with them."""
+        ids = self.submit(requests)
+        out = self.wait(ids, timeout_s)
+        self.release(ids)
+        return out
+
+    def release(self, owner_ids: list[str]) -> None:
+        ray.get([self.scheduler.release.remote(o) for o in owner_ids])
 
     # -- operations and faults ------------------------------------------------------------
     def kill_worker(self, name: str) -> None:

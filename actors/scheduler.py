@@ -68,7 +68,8 @@ class SchedulerActor:
     def _result(self, owner_id: str) -> dict:
         rec = self.core.owners[owner_id]
         return {"tokens": list(rec.tokens), "version": self.core.ledger.committed(owner_id),
-                "worker_id": rec.worker_id, "finished": rec.finished, "error": rec.error}
+                "worker_id": rec.worker_id, "finished": rec.finished, "error": rec.error,
+                "token_times": list(rec.token_times)}
 
     async def wait(self, owner_ids: list[str], timeout_s: float = 600.0) -> dict[str, dict]:
         deadline = time.monotonic() + timeout_s
@@ -135,7 +136,7 @@ class SchedulerActor:
         if any(isinstance(v, StaleEpochError) for v in verdicts):
             self.stale = True
         accepted = {o: isinstance(v, int) for (o, _), v in zip(receipts, verdicts)}
-        new = self.core.settle(worker_id, plan, result, accepted)
+        new = self.core.settle(worker_id, plan, result, accepted, now=time.time())
         try:
             self.directory.append_tokens(new)
         except DirectoryUnavailableError:

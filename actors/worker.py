@@ -77,7 +77,11 @@ class WorkerActor:
         return [t.numpy() for t in self.core.runner.owners[owner_id].logits]
 
     def stats(self) -> dict:
-        return dict(self.core.stats, resident=len(self.core.runner.owners), host=len(self.core.host))
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return dict(self.core.stats, resident=len(self.core.runner.owners), host=len(self.core.host),
+                    peak_rss_bytes=peak)
 
     def reconcile(self, commits: list[str], rollbacks: list[str]) -> None:
         """A restarted scheduler publishes or discards candidates left by its predecessor."""

@@ -68,7 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs of the batched modes (interleaved; the median is reported)")
     b.add_argument("--skip", action="append", help="mode to skip (repeatable)")
     b.add_argument("--json", help="write the figures to this JSON file")
-    b.add_argument("--address", help="Ray cluster address (ray backend); default: a local cluster")
+    b.add_argument("--address", help="Ray cluster address (ray backend); default: RAY_ADDRESS or a local cluster")
+    b.add_argument("--workers", type=_positive("--workers"), default=1, help="worker actors (ray backend)")
+    b.add_argument("--rounds-per-call", type=_positive("--rounds-per-call"), default=64,
+                   help="k: most READ rounds one worker call runs (ray backend)")
+    b.add_argument("--max-states-per-worker", type=_positive("--max-states-per-worker"), default=64,
+                   help="device slots per worker; more owners than slots spill to the host tier")
+    b.add_argument("--quantum-steps", type=_positive("--quantum-steps"),
+                   help="rounds a resident may keep its slot while others wait (spill rotation)")
+    b.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
     add_model_flags(b)
     return parser
 
@@ -79,6 +87,7 @@ def config_from(args) -> "RwtttConfig":
     return RwtttConfig(model=args.model, ttt_layers=args.ttt_layers, ttt_chunk=args.chunk, ttt_lr=args.ttt_lr,
                        ttt_target=args.ttt_target, dtype=args.dtype, device=args.device,
                        max_group_size=getattr(args, "max_group_size", 64),
+                       max_states_per_worker=getattr(args, "max_states_per_worker", 64),
                        wait_budget_steps=getattr(args, "wait_budget", 0))
 
 

@@ -25,6 +25,7 @@ class OwnerRecord:
     progress: OwnerProgress
     worker_id: str
     tokens: list[int] = field(default_factory=list)   # generated so far (the token log)
+    token_times: list[float] = field(default_factory=list)   # wall clock when each token was settled
     resident: bool = True
     last_run_step: int = 0
     resident_since: int = 0
@@ -130,11 +131,12 @@ class SchedulerCore:
         return [(r.owner_id, r.base_version) for r in result.receipts]
 
     def settle(self, worker_id: str, plan: PhasePlan, result: PhaseResult,
-               accepted: dict[str, bool]) -> dict[str, list[int]]:
+               accepted: dict[str, bool], now: float = 0.0) -> dict[str, list[int]]:
         """Apply a phase's result; `accepted`: the directory's verdict per receipt owner."""
         w = self.workers[worker_id]
         for o, toks in result.tokens.items():
             self.owners[o].tokens.extend(toks)
+            self.owners[o].token_times.extend([now] * len(toks))
         for o, p in result.progress.items():
             self.owners[o].progress, self.owners[o].last_run_step = p, self.step
         for o in result.spilled:

@@ -43,7 +43,7 @@ def check(reference, reqs, out, cluster=None, states=True):
 def test_actors_match_reference(make_cluster, reference, workers):
     cluster = make_cluster(num_workers=workers)
     reqs = make_requests(6, prompt_lens=[4, 13, 21], gen_lens=[18, 9], seed=workers)
-    out = cluster.run(reqs)
+    out = cluster.wait(cluster.submit(reqs))
     check(reference, reqs, out, cluster)
     assert len({r["worker_id"] for r in out.values()}) == workers
     stats = cluster.stats()
@@ -56,7 +56,7 @@ def test_more_owners_than_slots_spill_and_reload(make_cluster, reference, config
 
     cluster = make_cluster(config=replace(config, max_states_per_worker=2), quantum_steps=3, max_rounds=4)
     reqs = make_requests(5, prompt_lens=[6, 11], gen_lens=[15, 10], seed=11)
-    out = cluster.run(reqs)
+    out = cluster.wait(cluster.submit(reqs))
     check(reference, reqs, out, cluster)
     wstats = ray.get(next(iter(cluster.workers.values())).stats.remote())
     assert wstats["spills"] > 0 and wstats["reloads"] > 0
