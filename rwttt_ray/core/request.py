@@ -1,7 +1,7 @@
 """Request: one owner's generation job, as plain data (crosses actors and processes)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +21,13 @@ class Request:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers (msgpack/JSON-able), for the directory."""
+        d = asdict(self)
+        d["prompt"], d["stop_ids"] = list(self.prompt), list(self.stop_ids)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Request":
+        return cls(**{**d, "prompt": tuple(d["prompt"]), "stop_ids": tuple(d.get("stop_ids", ()))})
