@@ -1,32 +1,33 @@
 """Grouping policies: given the ready steps of one group key, which batches to issue now.
 
-greedy (w = 0): everything, now, in batches of at most B. wait_budget (w, B): full batches of B
-now; a smaller remainder waits for partners until its oldest member has waited w steps.
-Pure: imports only rwttt_ray.core types.
+The planner buckets pending steps by key (oldest first) and asks a policy per bucket; the rest
+keep waiting. greedy (w = 0): everything, now, in batches of at most max_group_size.
+wait_budget (w, B): full batches of B now; a smaller remainder waits for partners until its
+oldest member has waited w steps. skew_aware (w, B): READs go now; a short WRITE batch waits
+(at most w) only while another owner is known, from its `steps_to_write` hint, to reach its
+WRITE boundary in time, so owners' boundaries line up. Pure: imports only rwttt_ray.core types.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from rwttt_ray.core.types import GroupKey, TransitionTag
+from rwttt_ray.core.types import Backend, Effect, GroupKey, OwnerId, PendingStep
 
-
-@dataclass(frozen=True, slots=True)
-class PendingStep:
-    """A tagged step waiting to be grouped."""
-
-    tag: TransitionTag
-    ready_step: int     # planner step at which it became ready
-    seq: int            # submit order (ties in ready_step)
+__all__ = ["GROUPING_NAMES", "GreedyGrouping", "GroupingPolicy", "PendingStep", "SkewAwareGrouping",
+           "WaitBudgetGrouping", "make_grouping"]
 
 
 class GroupingPolicy(Protocol):
+    """Decides which ready steps of one key share a kernel call now."""
+
     name: str
 
     def select(self, key: GroupKey, ready: Sequence[PendingStep], step: int,
                max_group_size: int) -> list[list[PendingStep]]:
-        """Batches to issue now (each <= max_group_size, owners distinct); `ready` is oldest first."""
+        """Batches to issue at `step`, each of 1..max_group_size steps with distinct owners.
+
+        `ready` is oldest first (ready_step, then submit order); steps not returned keep waiting.
+        """
         ...
 
 
@@ -35,37 +36,104 @@ def _batches(ready: Sequence[PendingStep], size: int) -> list[list[PendingStep]]
 
 
 class GreedyGrouping:
-    """w = 0: issue every ready step now."""
+    """w = 0: issue every ready step now, in batches of at most max_group_size."""
 
     name = "greedy"
 
-    def select(self, key, ready, step, max_group_size):
+    def select(self, key: GroupKey, ready: Sequence[PendingStep], step: int,
+               max_group_size: int) -> list[list[PendingStep]]:
         return _batches(ready, max_group_size)
 
 
 class WaitBudgetGrouping:
-    """Issue at target size B, or when the oldest waiting step has waited w steps."""
+    """Issue batches at target size B; a remainder waits until its oldest has waited w steps."""
 
     name = "wait_budget"
 
     def __init__(self, wait_budget_steps: int, target_group_size: int) -> None:
-        if wait_budget_steps < 0 or target_group_size < 1:
-            raise ValueError("wait budget must be >= 0 and target group size >= 1")
-        self.wait_budget_steps, self.target_group_size = wait_budget_steps, target_group_size
+        if wait_budget_steps < 0:
+            raise ValueError(f"{wait_budget_steps=} must be >= 0")
+        if target_group_size < 1:
+            raise ValueError(f"{target_group_size=} must be >= 1")
+        self.wait_budget_steps = wait_budget_steps
+        self.target_group_size = target_group_size
 
-    def select(self, key, ready, step, max_group_size):
+    def select(self, key: GroupKey, ready: Sequence[PendingStep], step: int,
+               max_group_size: int) -> list[list[PendingStep]]:
         size = min(self.target_group_size, max_group_size)
-        full = len(ready) - len(ready) % size
-        out = _batches(ready[:full], size)
-        rest = list(ready[full:])
+        num_full = len(ready) - len(ready) % size
+        batches = _batches(ready[:num_full], size)
+        rest = list(ready[num_full:])
+        # NOTE: the oldest step decides; younger ones ride along rather than wait alone
         if rest and step - rest[0].ready_step >= self.wait_budget_steps:
-            out.append(rest)
-        return out
+            batches.append(rest)
+        return batches
+
+
+class SkewAwareGrouping:
+    """Line up WRITE boundaries: a short WRITE batch waits (at most w) only for a known partner.
+
+    READ batches and full WRITE batches of B go now. The remainder of a WRITE key waits while
+    its oldest member has budget left and another owner of the same lane announced (through a
+    READ's `steps_to_write`) a boundary at or before that member's deadline; otherwise it goes
+    now. Waiting once shifts the owner's later boundaries too, so aligned owners stay aligned.
+    Without hints it is greedy. It remembers announced boundaries: one instance per planner.
+    """
+
+    name = "skew_aware"
+
+    def __init__(self, wait_budget_steps: int, target_group_size: int = 64) -> None:
+        if wait_budget_steps < 0:
+            raise ValueError(f"{wait_budget_steps=} must be >= 0")
+        if target_group_size < 1:
+            raise ValueError(f"{target_group_size=} must be >= 1")
+        self.wait_budget_steps = wait_budget_steps
+        self.target_group_size = target_group_size
+        self._boundaries: dict[tuple[Backend, str], dict[OwnerId, int]] = {}   # lane -> owner -> WRITE step
+
+    def select(self, key: GroupKey, ready: Sequence[PendingStep], step: int,
+               max_group_size: int) -> list[list[PendingStep]]:
+        # NOTE: a lane is (backend, placement): a worker's WRITEs share one shape class, while its
+        # READs span several (decode, prefill pieces). A wrong guess costs at most w, never legality.
+        lane = self._boundaries.setdefault((key.backend, key.placement), {})
+        if key.effect is Effect.READ:
+            _remember(lane, ready)
+            return _batches(ready, max_group_size)
+        size = min(self.target_group_size, max_group_size)
+        num_full = len(ready) - len(ready) % size
+        batches = _batches(ready[:num_full], size)
+        rest = list(ready[num_full:])
+        if rest and not self._partner_due(lane, rest, step):
+            batches.append(rest)
+        return batches
+
+    def _partner_due(self, lane: dict[OwnerId, int], rest: list[PendingStep], step: int) -> bool:
+        """True when `rest` may wait: budget left, and another owner's boundary falls within it."""
+        deadline = rest[0].ready_step + self.wait_budget_steps
+        for owner_id in [o for o, at in lane.items() if at < step]:
+            del lane[owner_id]                    # passed: finished, withdrawn or already written
+        if step >= deadline:
+            return False
+        waiting = {p.tag.owner_id for p in rest}
+        return any(at <= deadline and o not in waiting for o, at in lane.items())
+
+
+def _remember(lane: dict[OwnerId, int], ready: Sequence[PendingStep]) -> None:
+    """Record the absolute step of each hinted owner's next WRITE."""
+    for p in ready:
+        if p.steps_to_write is not None:
+            lane[p.tag.owner_id] = p.ready_step + p.steps_to_write
+
+
+GROUPING_NAMES = (GreedyGrouping.name, WaitBudgetGrouping.name, SkewAwareGrouping.name)
 
 
 def make_grouping(name: str, wait_budget_steps: int = 0, target_group_size: int = 64) -> GroupingPolicy:
-    if name == "greedy":
+    """A grouping policy by name: "greedy", "wait_budget" or "skew_aware"."""
+    if name == GreedyGrouping.name:
         return GreedyGrouping()
-    if name == "wait_budget":
+    if name == WaitBudgetGrouping.name:
         return WaitBudgetGrouping(wait_budget_steps, target_group_size)
-    raise ValueError(f"unknown grouping policy {name!r}; choose greedy or wait_budget")
+    if name == SkewAwareGrouping.name:
+        return SkewAwareGrouping(wait_budget_steps, target_group_size)
+    raise ValueError(f"unknown grouping policy {name!r}; choose one of {', '.join(map(repr, GROUPING_NAMES))}")

@@ -10,10 +10,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from policies.eviction import EVICTION_NAMES
+from policies.fairness import FAIRNESS_NAMES
+from policies.grouping import GROUPING_NAMES
+from policies.placement import PLACEMENT_NAMES
 from rwttt_ray.ttt.model import DEFAULT_TTT, TTTModel, ModelError, build_default_model, load_model
 from rwttt_ray.ttt.settings import TARGETS, TTTSettings
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+POLICY_NAMES = {"grouping_policy": GROUPING_NAMES, "placement_policy": PLACEMENT_NAMES,
+                "eviction_policy": EVICTION_NAMES, "fairness_policy": FAIRNESS_NAMES}
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,14 @@ class RwtttConfig:
     """w: steps a ready step may wait for partners; 0 = greedy."""
     seed: int = 1234
     """Seed of the built-in model's weights."""
+    grouping_policy: str = "greedy"
+    """'greedy', 'wait_budget' or 'skew_aware'; greedy with wait_budget_steps > 0 waits as wait_budget does."""
+    placement_policy: str = "least_loaded"
+    """Worker for a new owner: 'least_loaded' (= 'spread'), 'pack' or 'affinity' (stay where the state is)."""
+    eviction_policy: str = "lru"
+    """Who holds device slots when short: 'lru' or 'tenant_lru' (by tenant weight)."""
+    fairness_policy: str = "vtc"
+    """Order across tenants: 'vtc' (virtual token counter, weighted) or 'fcfs'."""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -58,6 +72,9 @@ class RwtttConfig:
             raise ValueError("device 'cuda' asked for but no CUDA device is available")
         if self.model is not None and not os.path.isdir(self.model):
             raise ValueError(f"model dir {self.model!r} does not exist")
+        for name, choices in POLICY_NAMES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
 
     def ttt_overrides(self) -> dict:
         return {"layers": self.ttt_layers, "chunk": self.ttt_chunk, "lr": self.ttt_lr, "target": self.ttt_target}

@@ -68,3 +68,13 @@ class Group:
 
     def __len__(self) -> int:
         return len(self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStep:
+    """A tagged step waiting in the planner for partners; what a grouping policy sees."""
+
+    tag: TransitionTag   # the step itself
+    ready_step: int      # planner step at which it became ready (its wait starts here)
+    seq: int             # submit order; breaks ties in ready_step, oldest first
+    steps_to_write: int | None = None  # hint: planner steps until this owner's next WRITE; None = unknown
