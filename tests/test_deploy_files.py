@@ -1,0 +1,408 @@
+"""The deployment files (cluster.yaml, deploy/*) checked against the tools that will read them.
+
+Pure: no Ray cluster, no network. cluster.yaml goes through Ray's own ray-schema.json and the
+prepare/validate steps `ray up` runs before it contacts a cloud; the Serve configs go through Ray
+Serve's pydantic schemas, with unknown keys rejected (Serve itself ignores them silently), and
+through rwttt_ray.app (import path, args, RwtttConfig fields, deployment names). Every checker has
+a test that feeds it a broken copy and expects the break to be named.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import importlib
+import json
+import os
+import re
+import shlex
+import typing
+from pathlib import Path
+
+import jsonschema
+import pydantic
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "cluster.yaml"
+SERVE = ROOT / "deploy" / "serve.yaml"
+RAYSERVICE = ROOT / "deploy" / "rayservice.yaml"
+REDIS = ROOT / "deploy" / "redis.yaml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+YAML_FILES = [CLUSTER, SERVE, RAYSERVICE, REDIS]
+
+
+# -- loading ------------------------------------------------------------------------------
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def load_all(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def pinned(package: str) -> str:
+    """The exact version pyproject.toml pins for `package` (e.g. torch -> '2.13.0')."""
+    found = re.search(rf'"{re.escape(package)}(?:\[[^\]]*\])?==([^"]+)"', (ROOT / "pyproject.toml").read_text())
+    assert found, f"pyproject.toml does not pin {package} with =="
+    return found.group(1)
+
+
+def rayservice() -> dict:
+    (doc,) = [d for d in load_all(RAYSERVICE) if d.get("kind") == "RayService"]
+    return doc
+
+
+def rayservice_serve_config(doc: dict | None = None) -> dict:
+    text = (doc or rayservice())["spec"]["serveConfigV2"]
+    assert isinstance(text, str), "serveConfigV2 must be a YAML string"
+    return yaml.safe_load(text)
+
+
+# -- checkers (each returns a list of problems; empty = fine) ------------------------------
+def ray_schema() -> dict:
+    import ray.autoscaler
+
+    with open(os.path.join(os.path.dirname(ray.autoscaler.__file__), "ray-schema.json")) as f:
+        return json.load(f)
+
+
+def cluster_problems(cfg: dict) -> list[str]:
+    """Schema errors, then the checks `ray up` makes after filling in its defaults."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    errors = [f"schema: {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}"
+              for e in jsonschema.Draft7Validator(ray_schema()).iter_errors(cfg)]
+    if errors:
+        return errors
+    try:
+        validate_config(prepare_config(copy.deepcopy(cfg)))
+    except Exception as exc:   # ValueError / jsonschema.ValidationError from Ray's own checks
+        return [f"validate_config: {exc}"]
+    return []
+
+
+def pip_installs(command: str) -> list[list[str]]:
+    """The argument lists of every `pip install` in a shell line (split on ; && ||)."""
+    out = []
+    for part in re.split(r"&&|\|\||;|\n", command):
+        words = shlex.split(part)
+        for i in range(len(words) - 1):
+            if words[i].endswith("pip") and words[i + 1] == "install":   # pip, pip3, python -m pip
+                out.append(words[i + 2:])
+    return out
+
+
+def install_problems(commands: list[str], torch_version: str) -> list[str]:
+    """The project must be installed by ONE pip command that also pins torch (as the Makefile)."""
+    installs = [args for c in commands for args in pip_installs(c)]
+    project = [a for a in installs if "." in a or any(w.startswith(".[") for w in a) or "~/rwttt-ray" in a]
+    if not project:
+        return ["no `pip install ... -e .` of the project"]
+    problems = []
+    for args in project:
+        if f"torch=={torch_version}" not in args:
+            problems.append(f"pip install {' '.join(args)}: torch=={torch_version} not pinned in the same command")
+    for args in installs:
+        for word in args:
+            if word.startswith("torch") and word != f"torch=={torch_version}":
+                problems.append(f"pip install {' '.join(args)}: {word} differs from pyproject's torch=={torch_version}")
+    return problems
+
+
+def _model_in(annotation) -> type[pydantic.BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def unknown_keys(model: type[pydantic.BaseModel], data: dict, where: str = "") -> list[str]:
+    """Keys of `data` (recursively, through nested models and lists of them) that `model` lacks.
+    Ray Serve's schemas ignore unknown keys, so a typo would otherwise pass silently."""
+    names = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+    out = []
+    for key, value in data.items():
+        if key not in names:
+            out.append(f"{where}{key}: not a field of {model.__name__}")
+            continue
+        sub = _model_in(model.model_fields[key].annotation)
+        if sub is None:
+            continue
+        if isinstance(value, dict):
+            out += unknown_keys(sub, value, f"{where}{key}.")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    out += unknown_keys(sub, item, f"{where}{key}[{i}].")
+    return out
+
+
+def deployment_names(app) -> set[str]:
+    """Names of every deployment bound into a Serve Application (the ingress and its children)."""
+    from ray.serve.deployment import Application
+
+    names, todo = set(), [app]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, Application):
+            bound = node._bound_deployment
+            names.add(bound.name)
+            todo += list(bound.init_args) + list(bound.init_kwargs.values())
+        elif isinstance(node, (list, tuple)):
+            todo += list(node)
+        elif isinstance(node, dict):
+            todo += list(node.values())
+    return names
+
+
+def serve_config_problems(doc: dict) -> list[str]:
+    """A whole Serve config: Ray Serve's schema, strictly, and each application against our app."""
+    from ray.serve.schema import ServeDeploySchema
+
+    try:
+        ServeDeploySchema.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        return [f"ServeDeploySchema: {exc}"]
+    problems = unknown_keys(ServeDeploySchema, doc)
+    for app in doc.get("applications", []):
+        problems += application_problems(app)
+    return problems
+
+
+def application_problems(app: dict) -> list[str]:
+    from ray.serve.schema import ServeApplicationSchema
+
+    from rwttt_ray.app import APP_ARG_KEYS
+    from rwttt_ray.config import RwtttConfig
+
+    try:
+        ServeApplicationSchema.model_validate(app)
+    except pydantic.ValidationError as exc:
+        return [f"ServeApplicationSchema: {exc}"]
+    problems = unknown_keys(ServeApplicationSchema, app, f"{app.get('name')}.")
+    module_name, _, attr = app["import_path"].partition(":")
+    try:
+        builder = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        return problems + [f"import_path {app['import_path']!r} does not resolve: {exc}"]
+    if not callable(builder):
+        return problems + [f"import_path {app['import_path']!r} is not callable"]
+    args = app.get("args") or {}
+    problems += [f"args.{k}: build_app does not read it (knows {sorted(APP_ARG_KEYS)})" for k in args
+                 if k not in APP_ARG_KEYS]
+    config = args.get("config") or {}
+    fields = {f.name for f in dataclasses.fields(RwtttConfig)} - {"extra"}
+    bad = [k for k in config if k not in fields]
+    problems += [f"args.config.{k}: not a RwtttConfig field" for k in bad]
+    if not bad:
+        try:
+            RwtttConfig(**config)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"args.config: RwtttConfig rejects it: {exc}")
+    real = deployment_names(builder(args))
+    problems += [f"deployments: {d.get('name')!r} is not a deployment of the app ({sorted(real)})"
+                 for d in app.get("deployments", []) if d.get("name") not in real]
+    return problems
+
+
+# -- every file parses ------------------------------------------------------------------
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_yaml_parses(path):
+    docs = load_all(path)
+    assert docs and all(isinstance(d, dict) for d in docs)
+
+
+def test_rayservice_embedded_serve_config_parses():
+    assert isinstance(rayservice_serve_config(), dict)
+
+
+# -- cluster.yaml -------------------------------------------------------------------------
+def test_cluster_validates_against_ray_schema():
+    assert cluster_problems(load(CLUSTER)) == []
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda c: c.update(max_wokers=3), "max_wokers"),                                    # typo: top level
+    (lambda c: c.pop("provider"), "provider"),                                           # required
+    (lambda c: c["available_node_types"]["cpu_worker"].update(resources={"CPU": 0.5}), "resources"),
+    (lambda c: c["auth"].update(ssh_usr="ubuntu"), "ssh_usr"),
+    (lambda c: c.update(head_node_type="nope"), "head_node_type"),                       # Ray's own check
+    (lambda c: c.update(max_workers=0), "max_workers"),                                  # < sum of min_workers
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_cluster_checker_catches_bad_configs(mutate, expect):
+    cfg = load(CLUSTER)
+    mutate(cfg)
+    problems = cluster_problems(cfg)
+    assert problems and any(expect in p for p in problems), problems
+
+
+def test_cluster_installs_project_with_pinned_torch_in_one_pip_command():
+    cfg = load(CLUSTER)
+    commands = cfg["setup_commands"] + cfg.get("head_setup_commands", []) + cfg.get("worker_setup_commands", [])
+    assert install_problems(commands, pinned("torch")) == []
+    assert install_problems(["pip install torch==2.13.0 -e ."], "2.13.0") == []   # the Makefile's form
+
+
+@pytest.mark.parametrize("commands, expect", [
+    (["pip install -e .", "pip install torch==2.13.0"], "not pinned in the same command"),
+    (["cd ~/rwttt-ray && pip install torch -e ."], "differs"),
+    (["pip install torch==2.12.0 -e ."], "differs"),
+    (["pip install redis"], "no `pip install"),
+])
+def test_install_checker_catches_split_or_wrong_pins(commands, expect):
+    problems = install_problems(commands, "2.13.0")
+    assert any(expect in p for p in problems), problems
+
+
+def test_cluster_layout():
+    cfg = load(CLUSTER)
+    types = cfg["available_node_types"]
+    head = types[cfg["head_node_type"]]
+    assert head["resources"].get("CPU") == 0 and not head["resources"].get("GPU"), "the head does no model work"
+    assert any("--num-cpus=0" in c for c in cfg["head_start_ray_commands"])
+    workers = [t for name, t in types.items() if name != cfg["head_node_type"]]
+    assert any(t["resources"].get("CPU", 0) > 0 and not t["resources"].get("GPU") for t in workers), "a CPU type"
+    assert any(t["resources"].get("GPU", 0) >= 1 for t in workers), "a GPU type"
+    for t in workers:
+        assert 0 <= t["min_workers"] <= t["max_workers"] <= cfg["max_workers"]
+    assert all(any("ray start" in c for c in cfg[k]) for k in ("head_start_ray_commands", "worker_start_ray_commands"))
+
+
+def test_cluster_mounts_the_project_and_matches_the_ray_pin():
+    cfg = load(CLUSTER)
+    local = [Path(v) for v in cfg["file_mounts"].values()]
+    assert any((ROOT / p).resolve() == ROOT and (ROOT / p / "pyproject.toml").is_file() for p in local)
+    ray_version = pinned("ray")
+    images = [cfg["docker"]["image"]] + [t.get("docker", {}).get("worker_image", "") for t in
+                                         cfg["available_node_types"].values()]
+    for image in filter(None, images):
+        assert image.split(":")[1].startswith(ray_version + "-"), f"{image} is not ray {ray_version}"
+
+
+def test_cluster_points_every_node_at_external_redis():
+    cfg = load(CLUSTER)
+    url_lines = [c for c in cfg["setup_commands"] if "RWTTT_REDIS_URL=redis" in c]
+    assert url_lines, "RWTTT_REDIS_URL is set in the setup commands"
+    host = re.search(r"redis://(?:[^@/]*@)?([^:/]+)", url_lines[0]).group(1)
+    assert host not in ("127.0.0.1", "localhost"), "a loopback Redis cannot serve other nodes"
+    env_file = re.search(r">\s*(\S+)", url_lines[0]).group(1)
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert any(env_file in c and c.index(env_file) < c.index("ray start") for c in cfg[key]), key
+
+
+# -- Serve configs --------------------------------------------------------------------------
+def test_serve_yaml_is_a_valid_serve_config_for_this_app():
+    assert serve_config_problems(load(SERVE)) == []
+
+
+def test_rayservice_serve_config_is_a_valid_serve_config_for_this_app():
+    assert serve_config_problems(rayservice_serve_config()) == []
+
+
+def test_serve_yaml_and_rayservice_run_the_same_app():
+    ours, theirs = load(SERVE), rayservice_serve_config()
+    assert [(a["name"], a["import_path"], a.get("args"), a.get("route_prefix")) for a in ours["applications"]] == \
+           [(a["name"], a["import_path"], a.get("args"), a.get("route_prefix")) for a in theirs["applications"]]
+
+
+def _app(doc):
+    return doc["applications"][0]
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda d: _app(d)["deployments"][0].update(max_ongoing_request=8), "max_ongoing_request"),
+    (lambda d: _app(d)["deployments"][0].update(name="Ingres"), "'Ingres' is not a deployment"),
+    (lambda d: _app(d)["deployments"][0]["autoscaling_config"].update(max_replica=2), "autoscaling_config.max_replica"),
+    (lambda d: _app(d)["deployments"][0].update(ray_actor_options={"num_cpu": 1}), "ray_actor_options.num_cpu"),
+    (lambda d: _app(d)["deployments"][0].update(graceful_shutdown_timeout_s="soon"), "ServeDeploySchema"),
+    (lambda d: _app(d)["deployments"][0].update(num_replicas=2), "num_replicas is not allowed"),  # + autoscaling
+    (lambda d: _app(d)["args"].update(num_worker=2), "args.num_worker"),
+    (lambda d: _app(d)["args"]["config"].update(max_group=8), "args.config.max_group"),
+    (lambda d: _app(d)["args"]["config"].update(max_group_size=0), "RwtttConfig rejects"),
+    (lambda d: _app(d).update(import_path="rwttt_ray.app:build_ap"), "does not resolve"),
+    (lambda d: _app(d).update(import_path="rwttt_ray.app:APP_ARG_KEYS"), "not callable"),
+    (lambda d: _app(d).update(route_prefx="/"), "route_prefx"),
+    (lambda d: d["http_options"].update(hots="0.0.0.0"), "http_options.hots"),
+    (lambda d: d.update(proxy_locaton="EveryNode"), "proxy_locaton"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_serve_checker_catches_bad_configs(mutate, expect):
+    doc = load(SERVE)
+    mutate(doc)
+    problems = serve_config_problems(doc)
+    assert any(expect in p for p in problems), problems
+
+
+def test_app_arg_keys_are_the_ones_the_ingress_reads():
+    """APP_ARG_KEYS (what the YAML checks allow) == the keys Ingress.__init__ reads from args."""
+    from rwttt_ray.app import APP_ARG_KEYS
+
+    tree = ast.parse((ROOT / "actors" / "ingress.py").read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Ingress"]
+    (init,) = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    read = set()
+    for node in ast.walk(init):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "args" and node.args
+                and isinstance(node.args[0], ast.Constant)):
+            read.add(node.args[0].value)
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "args"
+                and isinstance(node.slice, ast.Constant)):
+            read.add(node.slice.value)
+    assert read == set(APP_ARG_KEYS)
+
+
+# -- the RayService and its Redis -----------------------------------------------------------
+def _containers(spec: dict) -> list[dict]:
+    return spec["template"]["spec"]["containers"]
+
+
+def test_rayservice_shape():
+    doc = rayservice()
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayService"
+    cluster = doc["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == pinned("ray")
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    groups = cluster["workerGroupSpecs"]
+    assert groups and len({g["groupName"] for g in groups}) == len(groups)
+    for g in groups:
+        assert 0 <= g["minReplicas"] <= g.get("replicas", g["minReplicas"]) <= g["maxReplicas"], g["groupName"]
+        for c in _containers(g):
+            assert c["resources"]["requests"] and c["resources"]["limits"], g["groupName"]
+    assert any("nvidia.com/gpu" in c["resources"]["limits"] for g in groups for c in _containers(g))
+
+
+def test_rayservice_redis_wiring_matches_redis_yaml():
+    cluster = rayservice()["spec"]["rayClusterConfig"]
+    docs = load_all(REDIS)
+    secrets = {d["metadata"]["name"]: {**d.get("stringData", {}), **d.get("data", {})}
+               for d in docs if d["kind"] == "Secret"}
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    rwttt_secrets = set()
+    for spec in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        for c in _containers(spec):
+            env = {e["name"]: e for e in c.get("env", [])}
+            ref = env["RWTTT_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+            assert ref["key"] in secrets[ref["name"]], ref
+            rwttt_secrets.add(ref["name"])
+    ft = cluster["gcsFaultToleranceOptions"]
+    host = ft["redisAddress"].split(":")[0]
+    assert host in services
+    gcs_ref = ft["redisPassword"]["valueFrom"]["secretKeyRef"]
+    assert gcs_ref["key"] in secrets[gcs_ref["name"]]
+    assert gcs_ref["name"] not in rwttt_secrets, "Ray's GCS and rwttt's directory use separate Redis"
+    for name in rwttt_secrets:
+        url_host = re.search(r"redis://(?:[^@/]*@)?([^:/]+)", secrets[name]["url"]).group(1)
+        assert url_host in services and url_host != host
+
+
+def test_dockerfile_pins_torch_and_ray_like_the_project():
+    text = DOCKERFILE.read_text()
+    runs = [line.split("RUN", 1)[1] for line in text.splitlines() if line.startswith("RUN")]
+    assert install_problems(runs, pinned("torch")) == []
+    bases = re.findall(r"rayproject/ray:([\w.]+)-", text)
+    assert bases and all(b == pinned("ray") for b in bases)
