@@ -36,7 +36,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 class RwtttCluster:
     def __init__(self, config: RwtttConfig, num_workers: int = 1, address: str | None = None,
                  redis_url: str | None = None, max_rounds: int = 64, quantum_steps: int | None = None,
-                 worker_cpus: float = 1.0, threads_per_worker: int | None = None, record_logits: bool = False) -> None:
+                 worker_cpus: float = 1.0, threads_per_worker: int | None = None, record_logits: bool = False,
+                 tenant_limits: dict | None = None) -> None:
+        self.tenant_limits = tenant_limits or {}
         init_ray(address)
         self.config = config
         self.redis_url, self._redis = resolve_redis_url(redis_url)
@@ -57,7 +59,7 @@ class RwtttCluster:
     def _new_scheduler(self, recover: bool):
         sched = SchedulerActor.options(name=f"{self.namespace}-scheduler-{uuid.uuid4().hex[:4]}").remote(
             self.config, self.chunk, self.ttt, self.redis_url, self.namespace, self.worker_names,
-            self.max_rounds, self.quantum_steps)
+            self.max_rounds, self.quantum_steps, self.tenant_limits)
         ray.get(sched.start.remote(recover))
         return sched
 

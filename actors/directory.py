@@ -137,6 +137,18 @@ return {1, existed}
 """
 # NOTE: _REMOVE, _MOVE (spill), _ENTRIES and _LIVE touch keys they read from data, fine for one
 # Redis (or Sentinel); Redis Cluster would need hash tags on the namespace.
+_SESSION = _FENCE + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-3, 0} end
+local v = tonumber(redis.call('HGET', KEYS[2], 'version'))
+if ARGV[2] ~= '' then
+  if tonumber(ARGV[2]) > v then return {-2, v} end
+  v = tonumber(ARGV[2])
+  redis.call('HSET', KEYS[2], 'version', v, 'epoch', ARGV[1])
+end
+redis.call('HSET', KEYS[2], 'request', ARGV[3])
+redis.call('DEL', KEYS[3])
+return {1, v}
+"""
 _ENTRIES = """
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -168,8 +180,8 @@ class RedisDirectory:
         except ValueError as exc:
             raise DirectoryUnavailableError(f"cannot reach Redis at {url}: {exc}") from exc
         self._call(self.r.ping)                      # fail fast, once, naming the URL
-        scripts = (_REGISTER, _COMMIT, _MOVE, _REMOVE, _ENTRIES, _LIVE)
-        self._register, self._commit, self._move, self._remove, self._entries, self._live = (
+        scripts = (_REGISTER, _COMMIT, _MOVE, _REMOVE, _ENTRIES, _LIVE, _SESSION)
+        self._register, self._commit, self._move, self._remove, self._entries, self._live, self._session = (
             self.r.register_script(s) for s in scripts)
 
     def _call(self, fn: Callable[..., T], *args: Any, idempotent: bool = False, **kw: Any) -> T:
@@ -311,6 +323,13 @@ class RedisDirectory:
         return key
 
     # -- token log and liveness -------------------------------------------------------------
+    def start_turn(self, owner_id: str, epoch: int, request: Mapping[str, Any], version: int | None = None) -> int:
+        """A session's new turn (or rollback): store its request, clear its token log and, for a
+        rollback, set the version back to `version` (never forward). Fenced; one atomic step."""
+        keys = [*self._owner_keys(owner_id), self.key("tokens", owner_id)]
+        args = [epoch, "" if version is None else version, msgpack.packb(dict(request))]
+        return self._check(owner_id, epoch, version, *self._call(self._session, keys=keys, args=args))
+
     def append_tokens(self, tokens: Mapping[str, list[int]]) -> None:
         """Append generated tokens per owner (one pipeline), so a lost owner can be replayed."""
         pipe = self.r.pipeline(transaction=False)

@@ -8,6 +8,7 @@ restarted scheduler (new epoch) rebuilds its ledger from Redis and reconciles wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import ray
@@ -19,15 +20,35 @@ from policies.eviction import LRUResidency
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.request import Request
+from actors.sessions import SessionService
+from rwttt_ray.core.metrics import SIZE_BUCKETS, Histogram, render
 from rwttt_ray.core.scheduler import SchedulerCore
 
+HELP = {"rwttt_tokens_total": "generated tokens", "rwttt_commits_total": "WRITE commits accepted",
+        "rwttt_rejected_commits_total": "WRITE commits rejected (stale epoch/version)",
+        "rwttt_groups_total": "groups executed", "rwttt_phases_total": "worker calls (phases)",
+        "rwttt_spills_total": "owners spilled to the host tier", "rwttt_reloads_total": "owners reloaded",
+        "rwttt_owners": "owners placed per worker", "rwttt_queue_depth": "owners with work waiting for a slot",
+        "rwttt_active_owners": "owners generating", "rwttt_group_size": "owners per group",
+        "rwttt_ttft_seconds": "time to first token", "rwttt_token_latency_seconds": "time between tokens"}
+
 RETRIES = 10
+logger = logging.getLogger(__name__)
+
+
+def _plan_owners(plan) -> set[str]:
+    return {o for r in plan.rounds for g in r for o in g.owner_ids} | {o for g in plan.writes for o in g.owner_ids}
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class SchedulerActor:
     def __init__(self, config: RwtttConfig, chunk: int, ttt: bool, redis_url: str, namespace: str,
-                 worker_names: list[str], max_rounds: int = 64, quantum_steps: int | None = None) -> None:
+                 worker_names: list[str], max_rounds: int = 64, quantum_steps: int | None = None,
+                 tenant_limits: dict | None = None) -> None:
+        self.tenant_limits = tenant_limits or {}
+        self.counters = {"rwttt_tokens_total": 0, "rwttt_commits_total": 0, "rwttt_rejected_commits_total": 0,
+                         "rwttt_groups_total": 0, "rwttt_phases_total": 0}
+        self.group_sizes = Histogram(SIZE_BUCKETS)
         self.directory = RedisDirectory(redis_url, namespace)
         self.epoch = self.directory.acquire_epoch()
         self.core = SchedulerCore(chunk, ttt, config.max_group_size, config.wait_budget_steps, max_rounds,
@@ -50,6 +71,9 @@ class SchedulerActor:
             self.workers[name] = handle
             self.core.add_worker(name, info["shape_prefix"], info["capacity"])
             self._wake[name] = asyncio.Event()
+        self.sessions = SessionService(self.core, self.directory, self.workers, lambda: self.epoch,
+                                       lambda w: self._wake[w].set())
+        self.sessions.set_limits(self.tenant_limits)
         if recover:
             await self._rebuild()
         self._tasks = [asyncio.ensure_future(self._loop(w)) for w in self.workers]
@@ -59,7 +83,7 @@ class SchedulerActor:
     async def submit(self, req: Request, tenant_id: str = "") -> str:
         worker_id = self.core.choose_worker(req.owner_id)
         self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch, tenant_id=tenant_id),
-                                request=_request_dict(req))
+                                request=req.to_dict())
         self.core.admit(req, worker_id)             # counts for placement at once
         await self.workers[worker_id].admit.remote(req)   # ordered before any phase that plans it
         self._wake[worker_id].set()
@@ -90,27 +114,48 @@ class SchedulerActor:
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, worker_id: str) -> None:
+        """Phases for one worker until it is lost or this scheduler is stale; a bug in one phase
+        fails that phase's owners (with the error) and the loop goes on serving the others."""
         while not self.stale and self.core.workers[worker_id].alive:
-            if self._migrations.get(worker_id):
-                await self._run_migrations(worker_id)
-            plan = self.core.next_plan(worker_id, self.epoch)
-            if plan is None:
-                self._wake[worker_id].clear()
-                if not self._migrations.get(worker_id):
-                    await self._wake[worker_id].wait()
-                continue
-            t0 = time.perf_counter()
             try:
-                result = await self.workers[worker_id].run_phase.remote(plan)
-            except RayActorError:
-                await self._recover_worker(worker_id)
-                return
-            except RayTaskError as exc:
-                self._phase_failed(plan, exc)
-                continue
-            self.calls, self.call_s = self.calls + 1, self.call_s + time.perf_counter() - t0
-            self.compute_s += result.compute_s
-            await self._settle(worker_id, plan, result)
+                if await self._one_phase(worker_id):
+                    return
+            except Exception as exc:   # NOTE: an escaped exception would silently end this worker's loop
+                logger.exception("scheduler loop for %s", worker_id)
+                self._fail_owners(worker_id, f"scheduler error: {type(exc).__name__}: {exc}")
+
+    def _fail_owners(self, worker_id: str, message: str) -> None:
+        for owner_id in self.core.owners_on(worker_id):
+            rec = self.core.owners[owner_id]
+            if not rec.finished:
+                rec.error = message
+                self.core.ledger.rollback(owner_id)
+                self.sessions.on_tokens(owner_id, 0, time.time())
+        self._notify()
+
+    async def _one_phase(self, worker_id: str) -> bool:
+        """Plan, run and settle one phase; True when the worker was lost (the loop ends)."""
+        if self._migrations.get(worker_id):
+            await self._run_migrations(worker_id)
+        plan = self.core.next_plan(worker_id, self.epoch)
+        if plan is None:
+            self._wake[worker_id].clear()
+            if not self._migrations.get(worker_id):
+                await self._wake[worker_id].wait()
+            return False
+        t0 = time.perf_counter()
+        try:
+            result = await self.workers[worker_id].run_phase.remote(plan)
+        except RayActorError:
+            await self._recover_worker(worker_id)
+            return True
+        except RayTaskError as exc:
+            self._phase_failed(plan, exc)
+            return False
+        self.calls, self.call_s = self.calls + 1, self.call_s + time.perf_counter() - t0
+        self.compute_s += result.compute_s
+        await self._settle(worker_id, plan, result)
+        return False
 
     def _phase_failed(self, plan, exc: Exception) -> None:
         """A refused plan (a newer epoch exists) makes this scheduler stale; any other failure
@@ -119,10 +164,11 @@ class SchedulerActor:
             self.stale = True
         else:
             cause = str(exc).strip().splitlines()[-1]
-            for owner_id in {o for r in plan.rounds for g in r for o in g.owner_ids} | {o for g in plan.writes for o in g.owner_ids}:
+            for owner_id in _plan_owners(plan) & set(self.core.owners):
                 self.core.owners[owner_id].error = f"worker error: {cause}"
         for group in plan.writes:
-            self.core.ledger.rollback_group(group)
+            for owner_id in set(group.owner_ids) & set(self.core.owners):
+                self.core.ledger.rollback(owner_id)
         self._notify()
 
     async def _settle(self, worker_id, plan, result) -> None:
@@ -136,12 +182,26 @@ class SchedulerActor:
         if any(isinstance(v, StaleEpochError) for v in verdicts):
             self.stale = True
         accepted = {o: isinstance(v, int) for (o, _), v in zip(receipts, verdicts)}
-        new = self.core.settle(worker_id, plan, result, accepted, now=time.time())
+        now = time.time()
+        new = self.core.settle(worker_id, plan, result, accepted, now=now)
         try:
             self.directory.append_tokens(new)
         except DirectoryUnavailableError:
             pass   # the token log is a recovery aid; the worker still holds the tokens
+        self._count(plan, new, accepted)
+        for owner_id in set(new) | set(result.progress):
+            self.sessions.on_tokens(owner_id, len(new.get(owner_id, [])), now)
         self._notify()
+
+    def _count(self, plan, new: dict, accepted: dict) -> None:
+        c = self.counters
+        c["rwttt_phases_total"] += 1
+        c["rwttt_tokens_total"] += sum(len(t) for t in new.values())
+        c["rwttt_commits_total"] += sum(accepted.values())
+        c["rwttt_rejected_commits_total"] += sum(not v for v in accepted.values())
+        for group in (*[g for r in plan.rounds for g in r], *plan.writes):
+            c["rwttt_groups_total"] += 1
+            self.group_sizes.observe(len(group))
 
     async def _commit_receipts(self, receipts: list[tuple[str, int]]) -> list:
         """CAS-commit in the directory; retries while Redis restarts, and re-registers entries a
@@ -166,7 +226,7 @@ class SchedulerActor:
         rec = self.core.owners[owner_id]
         entry = DirectoryEntry(owner_id=owner_id, worker_id=rec.worker_id, epoch=self.epoch,
                                version=self.core.ledger.committed(owner_id))
-        self.directory.register(entry, request=_request_dict(rec.request))
+        self.directory.register(entry, request=rec.request.to_dict())
         self.directory.append_tokens({owner_id: rec.tokens})
 
     def _notify(self) -> None:
@@ -194,7 +254,7 @@ class SchedulerActor:
             for o, info in (await handle.owners.remote()).items():
                 held[o] = (name, info)
         for entry in self.directory.entries():
-            req = _request_from(self.directory.request_of(entry.owner_id))
+            req = Request.from_dict(self.directory.request_of(entry.owner_id))
             name, info = held.get(entry.owner_id, (entry.worker_id, None))
             tokens = info["tokens"] if info and info["tokens"] is not None else self.directory.tokens(entry.owner_id)
             progress: OwnerProgress = info["progress"] if info else None
@@ -245,15 +305,44 @@ class SchedulerActor:
         return self.core.ledger.snapshot()
 
     async def release(self, owner_id: str) -> None:
-        rec = self.core.forget(owner_id)
-        await self.workers[rec.worker_id].release.remote(owner_id)
-        self.directory.remove(owner_id, self.epoch)
+        await self.sessions.release(owner_id)
 
+    # -- the service API (tenants, sessions, streaming), used by the HTTP ingress -------------
+    async def open_session(self, tenant: str) -> str:
+        return self.sessions.open(tenant)
 
-def _request_dict(req: Request) -> dict:
-    return {"owner_id": req.owner_id, "prompt": list(req.prompt), "max_new_tokens": req.max_new_tokens,
-            "temperature": req.temperature, "top_p": req.top_p, "seed": req.seed, "stop_ids": list(req.stop_ids)}
+    async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int,
+                       **sampling) -> str:
+        return await self.sessions.complete(tenant, owner_id, prompt, max_new_tokens, **sampling)
 
+    async def next_tokens(self, tenant: str, owner_id: str, cursor: int, timeout_s: float = 30.0) -> dict:
+        return await self.sessions.next_tokens(tenant, owner_id, cursor, timeout_s)
 
-def _request_from(d: dict) -> Request:
-    return Request(**{**d, "prompt": tuple(d["prompt"]), "stop_ids": tuple(d["stop_ids"])})
+    async def session_info(self, tenant: str, owner_id: str) -> dict:
+        return self.sessions.info(tenant, owner_id)
+
+    async def fork_session(self, tenant: str, owner_id: str) -> str:
+        return await self.sessions.fork(tenant, owner_id)
+
+    async def rollback_session(self, tenant: str, owner_id: str, version: int) -> dict:
+        return await self.sessions.rollback(tenant, owner_id, version)
+
+    async def delete_session(self, tenant: str, owner_id: str) -> None:
+        await self.sessions.delete(tenant, owner_id)
+
+    async def cancel(self, tenant: str, owner_id: str) -> None:
+        await self.sessions.cancel(tenant, owner_id)
+
+    async def metrics(self) -> str:
+        wstats = {}
+        for name, handle in self.workers.items():
+            if self.core.workers[name].alive:
+                wstats[name] = await handle.stats.remote()
+        gauges = {f'rwttt_owners{{worker="{w}"}}': len(self.core.owners_on(w)) for w in self.workers}
+        gauges["rwttt_queue_depth"] = sum(1 for r in self.core.owners.values() if not r.finished and not r.resident)
+        gauges["rwttt_active_owners"] = sum(1 for r in self.core.owners.values() if not r.finished)
+        counters = dict(self.counters, rwttt_spills_total=sum(s["spills"] for s in wstats.values()),
+                        rwttt_reloads_total=sum(s["reloads"] for s in wstats.values()))
+        hists = {"rwttt_group_size": self.group_sizes, "rwttt_ttft_seconds": self.sessions.ttft,
+                 "rwttt_token_latency_seconds": self.sessions.token_latency}
+        return render(counters, gauges, hists, HELP)

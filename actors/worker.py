@@ -48,6 +48,18 @@ class WorkerActor:
     def admit(self, req: Request, tokens: list[int] | None = None, target: OwnerProgress | None = None) -> None:
         self.core.admit(req, tokens, target)
 
+    def extend(self, req: Request) -> None:
+        self.core.extend(req)
+
+    def fork(self, parent_id: str, child: Request) -> None:
+        self.core.fork(parent_id, child)
+
+    def keep(self, owner_id: str, version: int) -> None:
+        self.core.keep(owner_id, version)
+
+    def restore_kept(self, owner_id: str, version: int) -> tuple:
+        return self.core.restore_kept(owner_id, version)
+
     def run_phase(self, plan: PhasePlan) -> PhaseResult:
         return self.core.run_phase(plan)
 

@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounds a resident may keep its slot while others wait (spill rotation)")
     b.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
     add_model_flags(b)
+    sv = sub.add_parser("serve", help="the whole stack (local Ray, private Redis, model) behind an HTTP API")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=_positive("--port"), default=8000)
+    sv.add_argument("--workers", type=_positive("--workers"), default=1)
+    sv.add_argument("--api-keys", help="JSON file (or string) of API keys -> tenants and quotas")
+    sv.add_argument("--max-states-per-worker", type=_positive("--max-states-per-worker"), default=64)
+    sv.add_argument("--max-group-size", type=_positive("--max-group-size"), default=64)
+    sv.add_argument("--wait-budget", type=int, default=0)
+    add_model_flags(sv)
     return parser
 
 
@@ -114,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return _bench(args)
+        if args.command == "serve":
+            from rwttt_ray.serve_cli import serve_main
+
+            return serve_main(args, config_from(args))
     except KeyboardInterrupt:
         return _fail("rwttt: interrupted", 130)
     except (ValueError, OSError, RuntimeError) as exc:

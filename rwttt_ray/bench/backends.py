@@ -84,6 +84,79 @@ def run_ray(args, model, trace: Trace) -> ModeResult:
 
 
 def backend_modes(args) -> dict:
-    if args.backend == "ray":
-        return {"rwttt_ray": lambda model, trace: run_ray(args, model, trace)}
-    raise ValueError(f"backend {args.backend!r} is not available yet")
+    """ray: the actors; http: the actors and the HTTP ingress (the Ray mode runs too, to compare)."""
+    modes = {"rwttt_ray": lambda model, trace: run_ray(args, model, trace)}
+    if args.backend == "http":
+        modes["rwttt_http"] = lambda model, trace: run_http(args, model, trace)
+    return modes
+
+
+def _stream_one(url: str, prompt: str, max_tokens: int, start: float) -> dict:
+    import httpx
+
+    times, text, ids = [], "", []
+    body = {"model": "rwttt-tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "return_token_ids": True}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as res:
+        for line in res.iter_lines():
+            if line.startswith("data: {"):
+                chunk = __import__("json").loads(line[6:])
+                if chunk.get("choices"):
+                    text += chunk["choices"][0]["text"]
+                    ids += chunk["choices"][0].get("token_ids", [])
+                    times += [time.time()] * max(1, len(chunk["choices"][0].get("token_ids", [])))
+    return {"text": text, "ids": ids, "times": times, "ttft": times[0] - start if times else float("nan")}
+
+
+def run_http(args, model, trace: Trace) -> ModeResult:
+    """The trace through HTTP: one concurrent streaming client per stream against a local Serve app."""
+    import concurrent.futures as cf
+
+    from ray import serve
+
+    from actors.cluster import init_ray
+    from actors.redis_server import free_port
+    from rwttt_ray.app import build_app
+    from rwttt_ray.cli import config_from
+    from rwttt_ray.serve_cli import app_args
+
+    init_ray(args.address)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    a = app_args(argparse_like(args), config_from(args))
+    serve.run(build_app({**a, "rounds_per_call": args.rounds_per_call, "service_name": "rwttt-bench-http"}),
+              name="rwttt-bench", route_prefix="/")
+    url, tok = f"http://127.0.0.1:{port}", model.tokenizer
+    prompts = [tok.decode(r.prompt) for r in trace.requests]
+    try:
+        _stream_one(url, "warm up", 4, time.time())   # the service (cluster, model) is up before the clock
+        with cf.ThreadPoolExecutor(len(prompts)) as pool:
+            start = time.time()
+            outs = list(pool.map(lambda p: _stream_one(url, p, trace.requests[0].max_new_tokens, start), prompts))
+            wall = time.time() - start
+    finally:
+        serve.delete("rwttt-bench")
+        _stop_service("rwttt-bench-http")
+    res = ModeResult("rwttt_http", {r.owner_id: o["ids"] for r, o in zip(trace.requests, outs)}, wall)
+    res.ttft_s = [o["ttft"] for o in outs]
+    res.token_gaps_s = [b - a for o in outs for a, b in zip(o["times"], o["times"][1:])]
+    res.extra.update(clients=len(prompts), note="token ids from the stream; logits stay on the workers")
+    return res
+
+
+def argparse_like(args):
+    """The bench flags as the serve command's: no API keys, the bench's worker count."""
+    import types
+
+    return types.SimpleNamespace(api_keys=None, workers=args.workers)
+
+
+def _stop_service(name: str) -> None:
+    import ray
+
+    try:
+        manager = ray.get_actor(name)
+        ray.get(manager.shutdown.remote())
+        ray.kill(manager)
+    except ValueError:
+        pass

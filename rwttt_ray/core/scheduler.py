@@ -125,25 +125,30 @@ class SchedulerCore:
         return plan
 
     # -- settling ------------------------------------------------------------------------------
-    @staticmethod
-    def receipts(result: PhaseResult) -> list[tuple[str, int]]:
-        """(owner, expected version) of every WRITE to commit in the directory."""
-        return [(r.owner_id, r.base_version) for r in result.receipts]
+    def receipts(self, result: PhaseResult) -> list[tuple[str, int]]:
+        """(owner, expected version) of every WRITE to commit in the directory (owners still held)."""
+        return [(r.owner_id, r.base_version) for r in result.receipts if r.owner_id in self.owners]
 
     def settle(self, worker_id: str, plan: PhasePlan, result: PhaseResult,
                accepted: dict[str, bool], now: float = 0.0) -> dict[str, list[int]]:
         """Apply a phase's result; `accepted`: the directory's verdict per receipt owner."""
         w = self.workers[worker_id]
+        live = self.owners   # NOTE: an owner released while its phase ran is skipped, never settled
         for o, toks in result.tokens.items():
-            self.owners[o].tokens.extend(toks)
-            self.owners[o].token_times.extend([now] * len(toks))
+            if o in live:
+                live[o].tokens.extend(toks)
+                live[o].token_times.extend([now] * len(toks))
         for o, p in result.progress.items():
-            self.owners[o].progress, self.owners[o].last_run_step = p, self.step
+            if o in live:
+                live[o].progress, live[o].last_run_step = p, self.step
         for o in result.spilled:
-            self.owners[o].resident = False
+            if o in live:
+                live[o].resident = False
         receipted = {r.owner_id for r in result.receipts}
         for group in plan.writes:
             for o in group.owner_ids:
+                if o not in live:
+                    continue
                 if o in receipted and accepted.get(o, False):
                     self.ledger.commit(o, self.ledger.committed(o) + 1)
                     self.owners[o].progress = self.owners[o].progress.after_write()   # published next phase
@@ -152,7 +157,7 @@ class SchedulerCore:
                     self.ledger.rollback(o)
                     if o in receipted:
                         w.rollbacks.append(o)
-        return {o: list(t) for o, t in result.tokens.items()}
+        return {o: list(t) for o, t in result.tokens.items() if o in live}
 
     # -- recovery -------------------------------------------------------------------------------
     def worker_lost(self, worker_id: str) -> list[str]:

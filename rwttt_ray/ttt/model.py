@@ -169,3 +169,12 @@ def save_checkpoint(model: TTTModel, path: str | os.PathLike) -> Path:
         tensors[TTT_KEY.format(i=i, kind="proj")] = model.proj[i].contiguous()
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(weights), metadata={"format": "pt"})
     return path
+
+
+def load_tokenizer_info(path: str | None) -> tuple[Any, int, str]:
+    """(tokenizer, context limit, model name) without loading weights: what an HTTP front needs."""
+    if path is None:
+        return ByteTokenizer(), DEFAULT_ARCH["max_position_embeddings"], DEFAULT_NAME
+    p = Path(path)
+    cfg = json.loads((p / "config.json").read_text())
+    return _load_tokenizer(p, cfg.get("vocab_size", 0)), int(cfg.get("max_position_embeddings", 2048)), p.name

@@ -229,3 +229,26 @@ class GroupRunner:
         if (st.pos, st.writes) != (target.pos, target.writes):
             raise RuntimeError(f"replay of {owner_id} reached pos {st.pos}/v{st.writes}, wanted {target.pos}/v{target.writes}")
         st.progress = target
+
+    # -- sessions ---------------------------------------------------------------------------
+    def extend(self, req: Request) -> None:
+        """Continue an idle owner with a longer stream (its history + a new turn's tokens)."""
+        st = self.owners[req.owner_id]
+        if list(req.prompt[:len(st.stream)]) != st.stream:
+            raise ValueError(f"owner {req.owner_id}: a continuation must start with the owner's stream")
+        if len(req.prompt) + req.max_new_tokens > self.max_seq_len:
+            raise ValueError(f"session would reach {len(req.prompt) + req.max_new_tokens} tokens, "
+                             f"over the context limit {self.max_seq_len}")
+        st.request, st.stream = req, list(req.prompt)
+        st.progress = replace(st.progress, num_prompt=len(req.prompt), stream_len=len(req.prompt),
+                              max_new_tokens=req.max_new_tokens, done=False)
+
+    def fork(self, parent_id: str, child: Request) -> None:
+        """A new owner with the parent's committed state: KV and buffer copied, fast weights shared
+        copy-on-write until either one commits a WRITE."""
+        st = self.owners[parent_id]
+        if self.pool.has_candidate(parent_id):
+            raise RuntimeError(f"owner {parent_id} has an uncommitted WRITE candidate")
+        self.seqs.copy_slot(parent_id, child.owner_id, st.pos, st.progress.fill)
+        self.pool.fork(parent_id, child.owner_id)
+        self.owners[child.owner_id] = OwnerState(child, list(st.stream), st.progress)

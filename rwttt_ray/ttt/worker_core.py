@@ -29,6 +29,7 @@ class WorkerCore:
         self.runner = GroupRunner(model, max_owners=max_states, placement=worker_id, record_logits=record_logits)
         self.host: OrderedDict[str, bytes] = OrderedDict()     # spilled owners (host tier)
         self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
+        self.kept: dict[tuple[str, int], bytes] = {}             # (owner, version) -> state, for rollback
         self.epoch = 0
         self.stats = {"spills": 0, "reloads": 0, "spill_s": 0.0, "reload_s": 0.0}
 
@@ -50,7 +51,9 @@ class WorkerCore:
         if target is not None:
             self.runner.replay(owner_id, target)
 
-    def release(self, owner_id: str) -> None:
+    def release(self, owner_id: str, keep_versions: bool = False) -> None:
+        if not keep_versions:
+            self.drop_kept(owner_id)
         self.host.pop(owner_id, None)
         self.waiting.pop(owner_id, None)
         if owner_id in self.runner.owners:
@@ -75,6 +78,40 @@ class WorkerCore:
             dws = [snap.tensors[k].t() for k in sorted(snap.tensors, key=_tensor_order) if k.startswith("dw.")]
             return dws or None
         return self.runner.deltas(owner_id)
+
+    # -- sessions ---------------------------------------------------------------------------
+    def _resident(self, owner_id: str, keep: tuple[str, ...] = ()) -> None:
+        if owner_id not in self.runner.owners:
+            self._ensure_residents((owner_id, *keep))
+
+    def extend(self, req: Request) -> None:
+        self._resident(req.owner_id)
+        self.runner.extend(req)
+
+    def fork(self, parent_id: str, child: Request) -> None:
+        self._resident(parent_id)
+        self._make_room(1, keep=(parent_id,))
+        self.runner.fork(parent_id, child)
+
+    def keep(self, owner_id: str, version: int) -> None:
+        """Keep the owner's committed state at `version` so a later rollback can restore it."""
+        if owner_id in self.host:
+            self.kept[(owner_id, version)] = self.host[owner_id]
+        else:
+            self.kept[(owner_id, version)] = state_io.dumps(self.runner.snapshot(owner_id))
+
+    def restore_kept(self, owner_id: str, version: int) -> tuple:
+        """Replace the owner's state by the one kept at `version`; returns (prompt, generated, progress)."""
+        blob = self.kept[(owner_id, version)]
+        self.release(owner_id, keep_versions=True)
+        self.host[owner_id] = blob
+        self._resident(owner_id)
+        st = self.runner.owners[owner_id]
+        return st.request, list(st.generated), st.progress
+
+    def drop_kept(self, owner_id: str) -> None:
+        for key in [k for k in self.kept if k[0] == owner_id]:
+            del self.kept[key]
 
     # -- tiers ----------------------------------------------------------------------------
     def export_owner(self, owner_id: str) -> bytes:

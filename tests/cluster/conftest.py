@@ -1,26 +1,8 @@
-"""One real local Ray cluster (dashboard off) and one real redis-server for the whole session."""
+"""Cluster fixtures over the session-wide Ray and Redis of tests/conftest.py."""
 import pytest
 
-from actors.redis_server import EmbeddedRedis
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.ttt.reference import SequentialReference
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    from actors.cluster import init_ray
-    import ray
-
-    init_ray(num_cpus=4)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def redis_srv():
-    server = EmbeddedRedis()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -133,3 +133,23 @@ def test_stale_epoch_plan_is_refused(model_c8):
     d.tick()
     with pytest.raises(StaleEpochRefused):
         d.workers["w0"].run_phase(PhasePlan(epoch=4))
+
+
+def test_owner_released_while_its_write_phase_runs(model_c8):
+    """A client that hangs up mid-phase: settling skips the released owner (no commit for it,
+    no crash) and every other owner still ends with its reference outputs."""
+    reqs = make_requests(3, prompt_lens=[8], gen_lens=[12])
+    d = Driver(model_c8)
+    for r in reqs:
+        d.submit(r)
+    plan = d.core.next_plan("w0", d.epoch)
+    assert plan.writes                                   # prompts of one chunk: the phase ends in a WRITE
+    res = d.workers["w0"].run_phase(plan)
+    gone = reqs[0].owner_id
+    d.core.forget(gone)                                  # released while the phase was in flight
+    d.workers["w0"].release(gone)
+    assert [o for o, _ in d.core.receipts(res)] == [r.owner_id for r in reqs[1:]]
+    d.core.settle("w0", plan, res, {o: True for o, _ in d.core.receipts(res)})
+    assert gone not in d.core.owners and gone not in d.core.workers["w0"].commits
+    d.run()
+    assert_matches_reference(model_c8, reqs[1:], d.outcomes())

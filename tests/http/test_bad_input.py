@@ -1,0 +1,97 @@
+"""Bad input never returns 500: each gets the right status and an OpenAI error body; another
+tenant's session is indistinguishable from a missing one; disconnects leak nothing."""
+import json
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.ray
+A = {"Authorization": "Bearer sk-alpha"}
+B = {"Authorization": "Bearer sk-beta"}
+OK = {"model": "rwttt-tiny", "prompt": "hi", "max_tokens": 4, "temperature": 0}
+
+
+def post(server, path, body=None, headers=A, raw=None):
+    return httpx.post(f"{server}{path}", headers={**headers, "content-type": "application/json"},
+                      content=raw if raw is not None else json.dumps(body), timeout=60)
+
+
+def assert_error(res, status):
+    assert res.status_code == status, (res.status_code, res.text)
+    err = res.json()["error"]
+    assert err["message"] and err["type"]
+
+
+@pytest.mark.parametrize("body,status", [
+    ({**OK, "max_tokens": -1}, 400), ({**OK, "max_tokens": "many"}, 400), ({**OK, "max_tokens": 10**9}, 400),
+    ({**OK, "max_tokens": 5000}, 413), ({**OK, "prompt": "x" * 3000}, 413), ({**OK, "prompt": ""}, 400),
+    ({**OK, "temperature": -2}, 400), ({**OK, "n": 3}, 400), ({"prompt": "hi"}, 400), ({**OK, "model": "gpt-9"}, 404),
+    ({**OK, "prompt": 42}, 400), ({**OK, "session_id": "sess-nope"}, 404), ({**OK, "stop": 7}, 400),
+])
+def test_bad_completion_fields(server, body, status):
+    assert_error(post(server, "/v1/completions", body), status)
+
+
+def test_bad_json_oversized_and_no_key(server):
+    assert_error(post(server, "/v1/completions", raw=b"{not json"), 400)
+    assert_error(post(server, "/v1/completions", raw=b"[]"), 400)
+    assert_error(post(server, "/v1/completions", raw=json.dumps({**OK, "prompt": "x" * (2 << 20)}).encode()), 413)
+    assert_error(post(server, "/v1/completions", OK, headers={}), 401)
+    assert_error(post(server, "/v1/completions", OK, headers={"Authorization": "Bearer sk-wrong"}), 401)
+    assert_error(post(server, "/v1/chat/completions", {**OK, "messages": []}), 400)
+    assert_error(post(server, "/v1/chat/completions", {"model": "rwttt-tiny", "messages": [{"role": "wizard"}]}), 400)
+
+
+def test_another_tenants_session_is_not_found(server):
+    sid = post(server, "/v1/sessions").json()["id"]
+    assert post(server, "/v1/completions", {**OK, "session_id": sid}).status_code == 200
+    for res in (httpx.get(f"{server}/v1/sessions/{sid}", headers=B),
+                post(server, "/v1/completions", {**OK, "session_id": sid}, headers=B),
+                post(server, f"/v1/sessions/{sid}/fork", headers=B),
+                post(server, f"/v1/sessions/{sid}/rollback", {"version": 0}, headers=B),
+                httpx.delete(f"{server}/v1/sessions/{sid}", headers=B),
+                httpx.get(f"{server}/v1/sessions/sess-does-not-exist", headers=B)):
+        assert_error(res, 404)
+    assert "version" not in httpx.get(f"{server}/v1/sessions/{sid}", headers=B).text
+
+
+def test_version_conflict_quota_and_rollback_errors(server):
+    sid = post(server, "/v1/sessions").json()["id"]
+    post(server, "/v1/completions", {**OK, "session_id": sid, "prompt": "x" * 20, "max_tokens": 8})
+    version = httpx.get(f"{server}/v1/sessions/{sid}", headers=A).json()["version"]
+    res = post(server, "/v1/completions", {**OK, "session_id": sid, "expected_version": version + 5})
+    assert_error(res, 409)
+    assert res.json()["error"]["code"] == version
+    assert_error(post(server, f"/v1/sessions/{sid}/rollback", {"version": version + 7}), 404)
+    assert_error(post(server, f"/v1/sessions/{sid}/rollback", {"version": "x"}), 400)
+    tiny = {"Authorization": "Bearer sk-tiny"}
+    assert post(server, "/v1/sessions", headers=tiny).status_code == 200
+    over = post(server, "/v1/sessions", headers=tiny)
+    assert_error(over, 429)
+    assert int(over.headers["retry-after"]) >= 1
+    assert httpx.delete(f"{server}/v1/sessions/{sid}", headers=A).json()["deleted"] is True
+    assert_error(httpx.get(f"{server}/v1/sessions/{sid}", headers=A), 404)
+
+
+def test_client_disconnect_mid_stream_leaks_nothing(server):
+    body = {**OK, "max_tokens": 400, "stream": True}
+    with httpx.stream("POST", f"{server}/v1/completions", headers=A, json=body, timeout=60) as res:
+        for i, _ in enumerate(res.iter_lines()):
+            if i > 2:
+                break                                   # hang up mid-stream
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        metrics = httpx.get(f"{server}/metrics").text
+        if "rwttt_active_owners 0" in metrics:
+            break
+        time.sleep(0.2)
+    assert "rwttt_active_owners 0" in metrics
+
+
+def test_health_and_metrics(server):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    text = httpx.get(f"{server}/metrics").text
+    for name in ("rwttt_tokens_total", "rwttt_commits_total", "rwttt_group_size_bucket", "rwttt_ttft_seconds_count",
+                 "rwttt_token_latency_seconds_bucket", "rwttt_queue_depth", "rwttt_spills_total"):
+        assert name in text
