@@ -72,7 +72,9 @@ def _map_scheduler_error(exc: Exception) -> HTTPError:
         return HTTPError(409, str(cause), "conflict_error", code=getattr(cause, "current_version", None))
     if isinstance(cause, TenancyError) or isinstance(exc, TenancyError):
         status = getattr(cause, "status", 400)
-        return HTTPError(status, str(cause), "not_found_error" if status == 404 else "invalid_request_error")
+        kind = {404: "not_found_error", 409: "conflict_error", 503: "service_unavailable"}.get(status,
+                                                                                             "invalid_request_error")
+        return HTTPError(status, str(cause), kind)
     if isinstance(cause, ValueError):
         return HTTPError(400, str(cause).splitlines()[0], "invalid_request_error")
     return HTTPError(503, f"the cluster could not serve the request: {type(cause).__name__}", "service_unavailable")
@@ -103,7 +105,6 @@ class Ingress:
         import ray
 
         self.scheduler = ray.get(manager.scheduler.remote())
-        self.draining = False
 
     # -- plumbing -------------------------------------------------------------------------
     def _tenant(self, request: HTTPRequest) -> str:
@@ -126,9 +127,10 @@ class Ingress:
     # -- OpenAI endpoints ---------------------------------------------------------------------
     @app.get("/health")
     async def health(self):
-        if self.draining:
-            raise HTTPError(503, "draining", "service_unavailable")
-        return {"status": "ok"}
+        state = await self._call("health")
+        if state["status"] != "ok":
+            raise HTTPError(503, f"the service is {state['status']}", "service_unavailable")
+        return state
 
     @app.get("/metrics")
     async def metrics(self):

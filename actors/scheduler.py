@@ -60,7 +60,7 @@ class SchedulerActor:
         self._wake: dict[str, asyncio.Event] = {}
         self._changed: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
-        self._migrations: dict[str, list] = {}
+        self._jobs: dict[str, list] = {}          # worker -> [(job, future)] run between its phases
 
     async def start(self, recover: bool = False) -> int:
         """Attach the workers (and, after a restart, rebuild from Redis); returns the epoch."""
@@ -135,12 +135,12 @@ class SchedulerActor:
 
     async def _one_phase(self, worker_id: str) -> bool:
         """Plan, run and settle one phase; True when the worker was lost (the loop ends)."""
-        if self._migrations.get(worker_id):
-            await self._run_migrations(worker_id)
+        if self._jobs.get(worker_id):
+            await self._run_jobs(worker_id)
         plan = self.core.next_plan(worker_id, self.epoch)
         if plan is None:
             self._wake[worker_id].clear()
-            if not self._migrations.get(worker_id):
+            if not self._jobs.get(worker_id):
                 await self._wake[worker_id].wait()
             return False
         t0 = time.perf_counter()
@@ -272,34 +272,70 @@ class SchedulerActor:
         src = self.core.owners[owner_id].worker_id
         if src == dst:
             return
-        done = asyncio.get_running_loop().create_future()
-        self._migrations.setdefault(src, []).append((owner_id, dst, done))
-        self._wake[src].set()
-        await done
 
-    async def _run_migrations(self, src: str) -> None:
-        for owner_id, dst, done in self._migrations.pop(src, []):
+        async def job() -> None:
+            await self._publish_pending(src, owner_id)
+            blob = self.workers[src].export_owner.remote(owner_id)    # object store, worker to worker
+            await self.workers[dst].import_owner.remote(blob)
+            self.core.owners[owner_id].worker_id = dst
+            self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE,
+                                expected_version=self.core.ledger.committed(owner_id))
+            self._wake[dst].set()
+        await self._between_phases(src, job)
+
+    async def drain(self, grace_s: float = 20.0) -> dict:
+        """Graceful shutdown: refuse new turns, let running ones finish for most of `grace_s`,
+        stop the rest, then spill every session's committed state to the shared store (payload
+        first, then the directory entry), so nothing committed is lost with the workers."""
+        self.sessions.draining = True
+        deadline = time.monotonic() + 0.75 * grace_s
+        while any(not r.finished for r in self.core.owners.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stopped = self.sessions.stop_all("the server is shutting down")
+        keys = [await self._spill_to_store(o) for o in list(self.sessions.sessions) if o in self.core.owners]
+        return {"spilled": len(keys), "stopped": len(stopped), "payload_keys": keys}
+
+    async def _spill_to_store(self, owner_id: str) -> str:
+        worker_id = self.core.owners[owner_id].worker_id
+
+        async def job() -> str:
+            await self._publish_pending(worker_id, owner_id)
+            version = self.core.ledger.committed(owner_id)
+            key = await self.workers[worker_id].spill_to_store.remote(owner_id, version, self.epoch)
+            self.core.owners[owner_id].resident = False
+            return key
+        return await self._between_phases(worker_id, job)
+
+    async def _between_phases(self, worker_id: str, job):
+        """Run `job()` on the worker's loop between two phases (none of its phases in flight)."""
+        done = asyncio.get_running_loop().create_future()
+        self._jobs.setdefault(worker_id, []).append((job, done))
+        self._wake[worker_id].set()
+        return await done
+
+    async def _run_jobs(self, worker_id: str) -> None:
+        for job, done in self._jobs.pop(worker_id, []):
             try:
-                w = self.core.workers[src]
-                publish = [o for o in w.commits if o == owner_id]
-                discard = [o for o in w.rollbacks if o == owner_id]
-                w.commits = [o for o in w.commits if o != owner_id]
-                w.rollbacks = [o for o in w.rollbacks if o != owner_id]
-                if publish or discard:
-                    await self.workers[src].reconcile.remote(publish, discard)
-                blob = self.workers[src].export_owner.remote(owner_id)    # object store, worker to worker
-                await self.workers[dst].import_owner.remote(blob)
-                self.core.owners[owner_id].worker_id = dst
-                self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE,
-                                    expected_version=self.core.ledger.committed(owner_id))
-                self._wake[dst].set()
-                done.set_result(None)
+                done.set_result(await job())
             except Exception as exc:
                 done.set_exception(exc)
+
+    async def _publish_pending(self, worker_id: str, owner_id: str) -> None:
+        """Tell the worker the ledger's verdict on the owner's last WRITE before its state moves."""
+        w = self.core.workers[worker_id]
+        publish, discard = [o for o in w.commits if o == owner_id], [o for o in w.rollbacks if o == owner_id]
+        w.commits = [o for o in w.commits if o != owner_id]
+        w.rollbacks = [o for o in w.rollbacks if o != owner_id]
+        if publish or discard:
+            await self.workers[worker_id].reconcile.remote(publish, discard)
 
     async def stats(self) -> dict:
         return {"epoch": self.epoch, "calls": self.calls, "call_s": self.call_s, "compute_s": self.compute_s,
                 "owners": len(self.core.owners), "ledger": self.core.ledger.snapshot(), "stale": self.stale}
+
+    async def health(self) -> dict:
+        status = "stale" if self.stale else "draining" if self.sessions.draining else "ok"
+        return {"status": status, "workers": sum(w.alive for w in self.core.workers.values())}
 
     async def ledger(self) -> dict[str, int]:
         return self.core.ledger.snapshot()

@@ -24,8 +24,15 @@ class ServiceManager:
     def ping(self) -> bool:
         return True
 
-    def shutdown(self) -> None:
+    def drain(self, grace_s: float = 20.0) -> dict:
+        """Graceful shutdown, first half: sessions spilled to the shared store (see SchedulerActor.drain)."""
+        return ray.get(self.cluster.scheduler.drain.remote(grace_s))
+
+    def shutdown(self, grace_s: float | None = None) -> dict:
+        """Stop the cluster; with `grace_s`, drain first and return what the drain did."""
+        summary = self.drain(grace_s) if grace_s is not None else {}
         self.cluster.shutdown()
+        return summary
 
 
 def get_manager(name: str, config: RwtttConfig, num_workers: int, redis_url: str | None, tenant_limits: dict,

@@ -16,7 +16,7 @@ from actors.directory import DirectoryEntry, RedisDirectory
 from rwttt_ray.core.metrics import LATENCY_BUCKETS_S, Histogram
 from rwttt_ray.core.request import Request
 from rwttt_ray.core.scheduler import SchedulerCore
-from rwttt_ray.core.tenancy import BusyError, NotFoundError, TenantBook, TenantLimits, VersionConflictError
+from rwttt_ray.core.tenancy import BusyError, DrainingError, NotFoundError, TenantBook, TenantLimits, VersionConflictError
 
 
 def new_owner_id(prefix: str) -> str:
@@ -35,6 +35,7 @@ class SessionService:
         self.token_latency = Histogram(LATENCY_BUCKETS_S)
         self.started: dict[str, float] = {}
         self.closed: set[str] = set()             # owners whose current turn has ended
+        self.draining = False                     # set by a graceful shutdown: no new turns
 
     def set_limits(self, limits: dict[str, dict]) -> None:
         for tenant, lim in limits.items():
@@ -42,6 +43,8 @@ class SessionService:
 
     # -- sessions -----------------------------------------------------------------------------
     def open(self, tenant: str) -> str:
+        if self.draining:
+            raise DrainingError("the server is shutting down; no new sessions")
         owner_id = new_owner_id("sess")
         self.tenants.admit(tenant, owner_id, session=True)
         self.sessions[owner_id] = {"kept": [], "created": time.time()}
@@ -56,6 +59,8 @@ class SessionService:
                        temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                        stop_ids: tuple[int, ...] = (), expected_version: int | None = None) -> str:
         """Start a turn: one-shot (owner_id None) or on a session; returns the owner id."""
+        if self.draining:
+            raise DrainingError("the server is shutting down; retry on another replica or later")
         if owner_id is None:
             owner_id = new_owner_id("cmpl")
             self.tenants.admit(tenant, owner_id, session=False)
@@ -218,6 +223,16 @@ class SessionService:
         elif not rec.finished:
             rec.error = "cancelled"
             self._finished(owner_id, keep=False)   # a mid-turn state is not a rollback point
+
+    def stop_all(self, reason: str) -> list[str]:
+        """End every running turn now with `reason` (its streams end with that error); a session
+        keeps its last committed state, which is not kept as a rollback point."""
+        stopped = [o for o, rec in self.core.owners.items() if not rec.finished]
+        for owner_id in stopped:
+            self.core.owners[owner_id].error = reason
+            self._finished(owner_id, keep=False)
+            self.events.setdefault(owner_id, asyncio.Event()).set()
+        return stopped
 
     async def release(self, owner_id: str) -> None:
         rec = self.core.owners.pop(owner_id, None)

@@ -66,6 +66,10 @@ class WorkerActor:
     def export_owner(self, owner_id: str) -> bytes:
         return self.core.export_owner(owner_id)
 
+    def spill_to_store(self, owner_id: str, version: int, epoch: int) -> str:
+        """Move the owner's committed state to the shared store (payload, then directory entry)."""
+        return self.directory.spill(owner_id, epoch, version, self.core.export_owner(owner_id))
+
     def import_owner(self, blob: bytes) -> str:
         return self.core.import_owner(blob)
 

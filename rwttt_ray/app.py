@@ -19,4 +19,8 @@ APP_ARG_KEYS = frozenset({"config", "api_keys", "num_workers", "redis_url", "rou
 def build_app(args: dict | None = None):
     from actors.ingress import Ingress
 
+    unknown = sorted(set(args or {}) - APP_ARG_KEYS)
+    if unknown:
+        raise ValueError(f"build_app: unknown args {unknown}; known: {sorted(APP_ARG_KEYS)}")
+
     return Ingress.bind(dict(args or {}))

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-states-per-worker", type=_positive("--max-states-per-worker"), default=64)
     sv.add_argument("--max-group-size", type=_positive("--max-group-size"), default=64)
     sv.add_argument("--wait-budget", type=int, default=0)
+    sv.add_argument("--grace-s", type=float, default=20.0,
+                    help="on Ctrl-C/SIGTERM: seconds to finish running turns and spill sessions")
     add_model_flags(sv)
     return parser
 

@@ -204,7 +204,10 @@ def application_problems(app: dict) -> list[str]:
             RwtttConfig(**config)
         except (TypeError, ValueError) as exc:
             problems.append(f"args.config: RwtttConfig rejects it: {exc}")
-    real = deployment_names(builder(args))
+    try:
+        real = deployment_names(builder(args))
+    except ValueError as exc:   # build_app refuses what it would not read
+        return problems + [f"build_app: {exc}"]
     problems += [f"deployments: {d.get('name')!r} is not a deployment of the app ({sorted(real)})"
                  for d in app.get("deployments", []) if d.get("name") not in real]
     return problems

@@ -44,6 +44,10 @@ class BusyError(TenancyError):
     status = 409
 
 
+class DrainingError(TenancyError):
+    status = 503
+
+
 @dataclass(frozen=True)
 class TenantLimits:
     max_sessions: int = 64            # live sessions (owners that outlive a request)

@@ -150,3 +150,38 @@ def test_redis_restarted_mid_run_recovers_without_double_commit(make_cluster, re
                 assert got["tokens"] == want.tokens and got["version"] == want.num_writes
     finally:
         server.stop()
+
+
+def test_graceful_drain_spills_sessions_to_the_store(make_cluster, reference):
+    """Shutdown: running turns end, new ones are refused (503), and each session's committed
+    state is in the shared store (payload + directory entry), equal to the sequential run."""
+
+    from actors.directory import Tier
+    from rwttt_ray.core.request import Request
+    from rwttt_ray.core.tenancy import DrainingError
+    from rwttt_ray.ttt import state_io
+
+    cluster = make_cluster(num_workers=1, max_rounds=4)
+    s = cluster.scheduler
+    turns = [r.prompt for r in make_requests(2, prompt_lens=[11, 6], gen_lens=[1], seed=21)]
+    sid = ray.get(s.open_session.remote("acme"))
+    for prompt in turns:
+        ray.get(s.complete.remote("acme", sid, list(prompt), 7))
+        while not ray.get(s.next_tokens.remote("acme", sid, 0, 30.0))["finished"]:
+            pass
+    busy = ray.get(s.complete.remote("acme", None, [5, 6, 7], 400))   # a one-shot still running
+    summary = ray.get(s.drain.remote(0.5))
+    assert summary["spilled"] == 1 and summary["stopped"] == 1
+    assert ray.get(s.next_tokens.remote("acme", busy, 0, 5.0))["error"] == "the server is shutting down"
+    with pytest.raises(ray.exceptions.RayTaskError) as err:
+        ray.get(s.complete.remote("acme", sid, [9, 9], 3))
+    assert isinstance(err.value.cause, DrainingError)
+    directory = RedisDirectory(cluster.redis_url, cluster.namespace)
+    entry = directory.get(sid)
+    snap = state_io.loads(directory.get_payload(entry.payload_key))
+    want = reference.run_turns([Request("s", tuple(p), 7) for p in turns])
+    assert entry.tier is Tier.STORE and entry.version == snap.version == want[-1].num_writes > 0
+    dws = [snap.tensors[k].t() for k in sorted(k for k in snap.tensors if k.startswith("dw."))]
+    for a, b in zip(dws, want[-1].deltas, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, rtol=1e-4)
+    assert snap.generated == want[-1].tokens
