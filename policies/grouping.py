@@ -35,6 +35,15 @@ def _batches(ready: Sequence[PendingStep], size: int) -> list[list[PendingStep]]
     return [list(ready[i:i + size]) for i in range(0, len(ready), size)]
 
 
+def _checked_budget(wait_budget_steps: int, target_group_size: int) -> tuple[int, int]:
+    """(w, B), or ValueError naming the bad one."""
+    if wait_budget_steps < 0:
+        raise ValueError(f"{wait_budget_steps=} must be >= 0")
+    if target_group_size < 1:
+        raise ValueError(f"{target_group_size=} must be >= 1")
+    return wait_budget_steps, target_group_size
+
+
 class GreedyGrouping:
     """w = 0: issue every ready step now, in batches of at most max_group_size."""
 
@@ -51,12 +60,7 @@ class WaitBudgetGrouping:
     name = "wait_budget"
 
     def __init__(self, wait_budget_steps: int, target_group_size: int) -> None:
-        if wait_budget_steps < 0:
-            raise ValueError(f"{wait_budget_steps=} must be >= 0")
-        if target_group_size < 1:
-            raise ValueError(f"{target_group_size=} must be >= 1")
-        self.wait_budget_steps = wait_budget_steps
-        self.target_group_size = target_group_size
+        self.wait_budget_steps, self.target_group_size = _checked_budget(wait_budget_steps, target_group_size)
 
     def select(self, key: GroupKey, ready: Sequence[PendingStep], step: int,
                max_group_size: int) -> list[list[PendingStep]]:
@@ -83,12 +87,7 @@ class SkewAwareGrouping:
     name = "skew_aware"
 
     def __init__(self, wait_budget_steps: int, target_group_size: int = 64) -> None:
-        if wait_budget_steps < 0:
-            raise ValueError(f"{wait_budget_steps=} must be >= 0")
-        if target_group_size < 1:
-            raise ValueError(f"{target_group_size=} must be >= 1")
-        self.wait_budget_steps = wait_budget_steps
-        self.target_group_size = target_group_size
+        self.wait_budget_steps, self.target_group_size = _checked_budget(wait_budget_steps, target_group_size)
         self._boundaries: dict[tuple[Backend, str], dict[OwnerId, int]] = {}   # lane -> owner -> WRITE step
 
     def select(self, key: GroupKey, ready: Sequence[PendingStep], step: int,
