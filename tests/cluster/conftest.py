@@ -23,6 +23,7 @@ def make_cluster(ray_session, redis_srv, config):
 
     def make(**kw):
         kw.setdefault("redis_url", redis_srv.url)
+        kw.setdefault("threads_per_worker", 1)     # the test process computes references beside it
         cluster = RwtttCluster(kw.pop("config", config), **kw)
         made.append(cluster)
         return cluster
