@@ -167,7 +167,9 @@ class Ingress:
         rid, stops = new_id(chat), body.stops()
         if body.stream:
             ids_too = bool(getattr(body, "return_token_ids", False))
-            return StreamingResponse(self._sse(tenant, owner, session_id, rid, chat, stops, len(ids), ids_too),
+            usage_too = bool((body.stream_options or {}).get("include_usage"))
+            return StreamingResponse(self._sse(tenant, owner, session_id, rid, chat, stops, len(ids), ids_too,
+                                               usage_too),
                                      media_type="text/event-stream")
         text, reason, res, token_ids = "", None, None, []
         async for piece, reason, res in self._pieces(tenant, owner, session_id, stops):
@@ -207,7 +209,10 @@ class Ingress:
                 except Exception:
                     pass
 
-    async def _sse(self, tenant, owner, session_id, rid, chat, stops, prompt_tokens, ids_too=False):
+    async def _sse(self, tenant, owner, session_id, rid, chat, stops, prompt_tokens, ids_too=False,
+                   usage_too=False):
+        """Server-sent events: content chunks, the usage chunk (OpenAI: only when
+        stream_options.include_usage), then [DONE]; an error mid-stream is one error event."""
         first = True
         try:
             async for piece, reason, res in self._pieces(tenant, owner, session_id, stops):
@@ -217,7 +222,7 @@ class Ingress:
                         body["choices"][0]["token_ids"] = res["ids"]
                     first = False
                     yield f"data: {json.dumps(body)}\n\n"
-                if reason:
+                if reason and usage_too:
                     session = await self._session_view(tenant, session_id)
                     tail = completion_body(self.model_name, "", None, usage(prompt_tokens, res["n"]), chat, rid,
                                            session, chunk=True)

@@ -23,6 +23,7 @@ class SamplingFields(BaseModel):
     stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
+    stream_options: dict[str, Any] | None = None   # {"include_usage": true}: a final usage chunk
     session_id: str | None = Field(default=None, max_length=200)
     expected_version: int | None = Field(default=None, ge=0)
     return_token_ids: bool = False     # vLLM-style extension: token ids beside the text

@@ -34,8 +34,12 @@ def test_completions_and_chat_streaming_and_not(client, http_reference):
     want = ref_text(http_reference, prompt, 24)
     out = client.completions.create(model=MODEL, prompt=prompt, max_tokens=24, temperature=0)
     assert out.choices[0].text == want and out.usage.completion_tokens == 24
-    chunks = client.completions.create(model=MODEL, prompt=prompt, max_tokens=24, temperature=0, stream=True)
+    chunks = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=24, temperature=0, stream=True))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == want
+    assert all(c.usage is None for c in chunks)                  # usage only when asked for, as OpenAI
+    chunks = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=24, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 24
     msgs = [{"role": "user", "content": "hello there"}]
     want_chat = ref_text(http_reference, chat_prompt([ChatMessage(**m) for m in msgs]), 12)
     chat = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12, temperature=0)
