@@ -3,6 +3,9 @@
 Local by default: `ray.init()` with the dashboard off, a private redis-server unless
 RWTTT_REDIS_URL (or `redis_url`) is given. `address` (or RAY_ADDRESS, as under `ray job
 submit`) joins an existing cluster. Used by the benchmark, the tests and the Serve app.
+Autoscaling is off by default (a fixed `num_workers`); `max_workers` turns it on: the scheduler
+then starts workers (between `min_workers` and `max_workers`) with the same options as these.
+`worker_resources` (one dict per worker) and `scheduler_resources` pin actors to nodes.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import ray
 from actors.directory import RedisDirectory
 from actors.redis_server import EmbeddedRedis, resolve_redis_url
 from actors.scheduler import SchedulerActor
-from actors.worker import WorkerActor
+from actors.worker import WorkerLauncher
+from policies.autoscaling import AutoscalingPolicy, QueueDepthAutoscaler
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.request import Request
 
@@ -37,8 +41,13 @@ class RwtttCluster:
     def __init__(self, config: RwtttConfig, num_workers: int = 1, address: str | None = None,
                  redis_url: str | None = None, max_rounds: int = 64, quantum_steps: int | None = None,
                  worker_cpus: float = 1.0, threads_per_worker: int | None = None, record_logits: bool = False,
-                 tenant_limits: dict | None = None) -> None:
+                 tenant_limits: dict | None = None, min_workers: int | None = None,
+                 max_workers: int | None = None, autoscale: dict | None = None, scale_interval_s: float = 0.5,
+                 worker_resources: list[dict] | None = None, scheduler_resources: dict | None = None) -> None:
         self.tenant_limits = tenant_limits or {}
+        num_workers = max(num_workers, min_workers or 0)
+        self.autoscaler = _autoscaler(num_workers, min_workers, max_workers, autoscale)
+        self.scale_interval_s, self.scheduler_resources = scale_interval_s, scheduler_resources or {}
         init_ray(address)
         self.config = config
         self.redis_url, self._redis = resolve_redis_url(redis_url)
@@ -48,18 +57,20 @@ class RwtttCluster:
         self.chunk, self.ttt = model_settings.chunk, model_settings.enabled
         self.max_rounds, self.quantum_steps = max_rounds, quantum_steps
         threads = threads_per_worker or max(1, int((os.cpu_count() or 2) // max(1, num_workers)))
-        gpu = config.device.startswith("cuda")
+        self.launcher = WorkerLauncher(config, self.redis_url, self.namespace, threads, record_logits, worker_cpus)
         self.worker_names = [f"{self.namespace}-worker-{i}" for i in range(num_workers)]
-        self.workers = {name: WorkerActor.options(name=name, num_cpus=0 if gpu else worker_cpus,
-                                                  num_gpus=1 if gpu else 0).remote(
-            name, config, self.redis_url, self.namespace, threads, record_logits) for name in self.worker_names}
+        per_worker = list(worker_resources or [])
+        self.workers = {name: self.launcher.launch(name, per_worker[i] if i < len(per_worker) else None)
+                        for i, name in enumerate(self.worker_names)}
         ray.get([w.ping.remote() for w in self.workers.values()])
         self.scheduler = self._new_scheduler(recover=False)
 
     def _new_scheduler(self, recover: bool):
-        sched = SchedulerActor.options(name=f"{self.namespace}-scheduler-{uuid.uuid4().hex[:4]}").remote(
+        sched = SchedulerActor.options(name=f"{self.namespace}-scheduler-{uuid.uuid4().hex[:4]}",
+                                       resources=self.scheduler_resources).remote(
             self.config, self.chunk, self.ttt, self.redis_url, self.namespace, self.worker_names,
-            self.max_rounds, self.quantum_steps, self.tenant_limits)
+            self.max_rounds, self.quantum_steps, self.tenant_limits, self.launcher, self.autoscaler,
+            self.scale_interval_s)
         ray.get(sched.start.remote(recover))
         return sched
 
@@ -81,23 +92,41 @@ class RwtttCluster:
         ray.get([self.scheduler.release.remote(o) for o in owner_ids])
 
     # -- operations and faults ------------------------------------------------------------
+    def worker(self, name: str):
+        """A worker's handle, also one the autoscaler started."""
+        return self.workers.get(name) or ray.get_actor(name)
+
+    def sync_workers(self) -> list[str]:
+        """Refresh the worker list from the scheduler (the autoscaler adds and drains workers)."""
+        alive = self.stats()["workers"]
+        self.workers = {name: self.worker(name) for name in alive}
+        self.worker_names = list(alive)
+        return self.worker_names
+
     def kill_worker(self, name: str) -> None:
-        ray.kill(self.workers[name], no_restart=True)
+        ray.kill(self.worker(name), no_restart=True)
 
     def restart_scheduler(self):
         """Kill the scheduler and start a new one (new epoch) that rebuilds from Redis."""
+        if self.autoscaler is not None:
+            self.sync_workers()
         old = self.scheduler
         ray.kill(old, no_restart=True)
         self.scheduler = self._new_scheduler(recover=True)
         return old
 
     def deltas(self, owner_id: str, worker: str) -> list | None:
-        return ray.get(self.workers[worker].deltas.remote(owner_id))
+        return ray.get(self.worker(worker).deltas.remote(owner_id))
 
     def stats(self) -> dict:
         return ray.get(self.scheduler.stats.remote())
 
     def shutdown(self) -> None:
+        if self.autoscaler is not None:
+            try:
+                self.sync_workers()
+            except Exception:
+                pass
         for handle in (self.scheduler, *self.workers.values()):
             try:
                 ray.kill(handle, no_restart=True)
@@ -105,3 +134,15 @@ class RwtttCluster:
                 pass
         if isinstance(self._redis, EmbeddedRedis):
             self._redis.stop()
+
+
+def _autoscaler(num_workers: int, min_workers: int | None, max_workers: int | None,
+                options: dict | None) -> AutoscalingPolicy | None:
+    """The queue-depth autoscaler when `max_workers` is given (else None: a fixed worker count)."""
+    if max_workers is None:
+        if min_workers is not None or options:
+            raise ValueError("autoscaling needs max_workers")
+        return None
+    if num_workers > max_workers:
+        raise ValueError(f"{num_workers=} (or min_workers) must be <= {max_workers=}")
+    return QueueDepthAutoscaler(min_workers or 1, max_workers, **(options or {}))

@@ -4,6 +4,7 @@ One asyncio loop per worker: plan a phase (pure), run it on the worker (one Ray 
 rounds), commit its WRITE receipts in the directory (fenced CAS, one round trip), settle the
 ledger, log tokens, wake waiters. A lost worker's owners are replayed on another worker; a
 restarted scheduler (new epoch) rebuilds its ledger from Redis and reconciles with the workers.
+With an autoscaling policy and a launcher, a WorkerScaler (actors/scaling.py) adds and drains workers.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from actors.directory import (DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier,
                               UnknownEntryError)
-from policies.eviction import LRUResidency
+from actors.scaling import WorkerScaler
+from actors.worker import WorkerLauncher
+from policies.autoscaling import AutoscalingPolicy
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.request import Request
@@ -44,15 +47,21 @@ def _plan_owners(plan) -> set[str]:
 class SchedulerActor:
     def __init__(self, config: RwtttConfig, chunk: int, ttt: bool, redis_url: str, namespace: str,
                  worker_names: list[str], max_rounds: int = 64, quantum_steps: int | None = None,
-                 tenant_limits: dict | None = None) -> None:
+                 tenant_limits: dict | None = None, launcher: WorkerLauncher | None = None,
+                 autoscaler: AutoscalingPolicy | None = None, scale_interval_s: float = 0.5) -> None:
         self.tenant_limits = tenant_limits or {}
         self.counters = {"rwttt_tokens_total": 0, "rwttt_commits_total": 0, "rwttt_rejected_commits_total": 0,
                          "rwttt_groups_total": 0, "rwttt_phases_total": 0}
         self.group_sizes = Histogram(SIZE_BUCKETS)
         self.directory = RedisDirectory(redis_url, namespace)
         self.epoch = self.directory.acquire_epoch()
-        self.core = SchedulerCore(chunk, ttt, config.max_group_size, config.wait_budget_steps, max_rounds,
-                                  residency=LRUResidency(quantum_steps))
+        weights = {t: float(lim.get("weight", 1.0)) for t, lim in self.tenant_limits.items()}
+        self.core = SchedulerCore.from_policies(
+            chunk, ttt, max_group_size=config.max_group_size, wait_budget_steps=config.wait_budget_steps,
+            max_rounds=max_rounds, quantum_steps=quantum_steps, grouping_policy=config.grouping_policy,
+            placement_policy=config.placement_policy, eviction_policy=config.eviction_policy,
+            fairness_policy=config.fairness_policy, weights=weights)
+        self.scaler = WorkerScaler(self, autoscaler, launcher, scale_interval_s)
         self.worker_names = list(worker_names)
         self.workers: dict[str, ray.actor.ActorHandle] = {}
         self.stale = False
@@ -66,25 +75,45 @@ class SchedulerActor:
         """Attach the workers (and, after a restart, rebuild from Redis); returns the epoch."""
         self._changed = asyncio.Event()
         for name in self.worker_names:
-            handle = ray.get_actor(name)
-            info = await handle.info.remote()
-            self.workers[name] = handle
-            self.core.add_worker(name, info["shape_prefix"], info["capacity"])
-            self._wake[name] = asyncio.Event()
+            await self._add_worker(name, ray.get_actor(name))
         self.sessions = SessionService(self.core, self.directory, self.workers, lambda: self.epoch,
                                        lambda w: self._wake[w].set())
         self.sessions.set_limits(self.tenant_limits)
         if recover:
             await self._rebuild()
         self._tasks = [asyncio.ensure_future(self._loop(w)) for w in self.workers]
+        if self.scaler.enabled:
+            self._tasks.append(asyncio.ensure_future(self.scaler.run()))
         return self.epoch
+
+    async def _add_worker(self, name: str, handle) -> None:
+        info = await handle.info.remote()
+        self.workers[name] = handle
+        self.core.add_worker(name, info["shape_prefix"], info["capacity"])
+        self._wake[name] = asyncio.Event()
+
+    async def attach_worker(self, name: str, handle) -> None:
+        """A worker started while serving (autoscaling): known to the core, with its own loop."""
+        await self._add_worker(name, handle)
+        self._tasks.append(asyncio.ensure_future(self._loop(name)))
+
+    async def retire_worker(self, name: str) -> bool:
+        """Between its phases: mark an emptied worker dead so its loop ends; False if owners remain."""
+        async def job() -> bool:
+            if self.core.owners_on(name):
+                return False
+            self.core.workers[name].alive = False
+            return True
+        retired = await self._between_phases(name, job)
+        self._wake[name].set()      # the loop sees the worker gone and ends
+        return retired
 
     # -- requests -------------------------------------------------------------------------
     async def submit(self, req: Request, tenant_id: str = "") -> str:
         worker_id = self.core.choose_worker(req.owner_id)
         self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch, tenant_id=tenant_id),
                                 request=req.to_dict())
-        self.core.admit(req, worker_id)             # counts for placement at once
+        self.core.admit(req, worker_id, tenant_id=tenant_id)   # counts for placement at once
         await self.workers[worker_id].admit.remote(req)   # ordered before any phase that plans it
         self._wake[worker_id].set()
         return req.owner_id
@@ -258,7 +287,8 @@ class SchedulerActor:
             name, info = held.get(entry.owner_id, (entry.worker_id, None))
             tokens = info["tokens"] if info and info["tokens"] is not None else self.directory.tokens(entry.owner_id)
             progress: OwnerProgress = info["progress"] if info else None
-            self.core.admit(req, name, version=entry.version, tokens=tokens, progress=progress)
+            self.core.admit(req, name, version=entry.version, tokens=tokens, progress=progress,
+                            tenant_id=entry.tenant_id)
             if info and info["candidate"]:   # the old scheduler died mid-commit: follow the directory
                 publish = entry.version == progress.writes + 1
                 await self.workers[name].reconcile.remote([entry.owner_id] if publish else [],
@@ -274,14 +304,20 @@ class SchedulerActor:
             return
 
         async def job() -> None:
+            if self.core.owners.get(owner_id) is None or self.core.owners[owner_id].worker_id != src:
+                raise KeyError(f"owner {owner_id} left worker {src} before it could migrate")
             await self._publish_pending(src, owner_id)
-            blob = self.workers[src].export_owner.remote(owner_id)    # object store, worker to worker
-            await self.workers[dst].import_owner.remote(blob)
+            handover = self.workers[src].handover.remote(owner_id)    # object store, worker to worker
+            await self.workers[dst].accept.remote(handover)
             self.core.owners[owner_id].worker_id = dst
             self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE,
                                 expected_version=self.core.ledger.committed(owner_id))
             self._wake[dst].set()
         await self._between_phases(src, job)
+
+    async def drain_worker(self, name: str) -> list[str]:
+        """Operations: move every owner off a worker (between its phases), then stop it."""
+        return await self.scaler.drain(name)
 
     async def drain(self, grace_s: float = 20.0) -> dict:
         """Graceful shutdown: refuse new turns, let running ones finish for most of `grace_s`,
@@ -331,7 +367,9 @@ class SchedulerActor:
 
     async def stats(self) -> dict:
         return {"epoch": self.epoch, "calls": self.calls, "call_s": self.call_s, "compute_s": self.compute_s,
-                "owners": len(self.core.owners), "ledger": self.core.ledger.snapshot(), "stale": self.stale}
+                "owners": len(self.core.owners), "ledger": self.core.ledger.snapshot(), "stale": self.stale,
+                "workers": [w for w, r in self.core.workers.items() if r.alive],
+                "scaling": list(self.scaler.events)}
 
     async def health(self) -> dict:
         status = "stale" if self.stale else "draining" if self.sessions.draining else "ok"

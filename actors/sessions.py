@@ -88,7 +88,7 @@ class SessionService:
         worker_id = self.core.choose_worker(req.owner_id)
         self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch(),
                                                tenant_id=tenant), request=req.to_dict())
-        self.core.admit(req, worker_id)
+        self.core.admit(req, worker_id, tenant_id=tenant)
         try:
             await self.workers[worker_id].admit.remote(req)
         except Exception:
@@ -184,7 +184,8 @@ class SessionService:
         self.directory.register(DirectoryEntry(owner_id=child, worker_id=rec.worker_id, epoch=self.epoch(),
                                                tenant_id=tenant, version=version), request=req.to_dict())
         await self.workers[rec.worker_id].fork.remote(owner_id, req)
-        new = self.core.admit(req, rec.worker_id, version=version, tokens=list(rec.tokens), progress=rec.progress)
+        new = self.core.admit(req, rec.worker_id, version=version, tokens=list(rec.tokens), progress=rec.progress,
+                              tenant_id=tenant)
         new.resident = True
         await self.workers[rec.worker_id].keep.remote(child, version)
         self.sessions[child]["kept"] = [version]

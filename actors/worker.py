@@ -2,12 +2,14 @@
 
 One call runs a whole phase (many rounds). It heartbeats into the directory so the scheduler
 and operators can see it is alive. Tensors never leave it except as owner-state bytes
-(migration through Ray's object store).
+(migration through Ray's object store). `WorkerLauncher` starts one with the cluster's options
+(the cluster's own workers and those an autoscaling scheduler adds).
 """
 from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass, field
 
 import ray
 import torch
@@ -73,6 +75,27 @@ class WorkerActor:
     def import_owner(self, blob: bytes) -> str:
         return self.core.import_owner(blob)
 
+    def handover(self, owner_id: str) -> dict:
+        """Everything of the owner, for another worker's `accept` (it leaves this one): its
+        committed state, or, if it never got a slot here, what admitted it; plus kept versions."""
+        kept = {v: blob for (o, v), blob in self.core.kept.items() if o == owner_id}
+        self.core.drop_kept(owner_id)
+        if owner_id in self.core.waiting:
+            return {"admit": self.core.waiting.pop(owner_id), "kept": kept}
+        return {"state": self.core.export_owner(owner_id), "kept": kept}
+
+    def accept(self, handover: dict) -> bool:
+        """Take over an owner from `handover`; True when it came as state (else re-admitted)."""
+        if "admit" in handover:
+            req, generated, target = handover["admit"]
+            self.core.admit(req, generated, target)
+            owner_id = req.owner_id
+        else:
+            owner_id = self.core.import_owner(handover["state"])
+        for version, blob in handover["kept"].items():
+            self.core.kept[(owner_id, version)] = blob
+        return "state" in handover
+
     def release(self, owner_id: str) -> None:
         self.core.release(owner_id)
 
@@ -111,3 +134,24 @@ class WorkerActor:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+@dataclass(frozen=True)
+class WorkerLauncher:
+    """Starts WorkerActors with one cluster's options: a GPU each when the config's device is
+    CUDA (so Ray's autoscaler can add GPU nodes), else `cpus`; `resources` pins to nodes."""
+
+    config: RwtttConfig
+    redis_url: str
+    namespace: str
+    threads: int | None = None
+    record_logits: bool = False
+    cpus: float = 1.0
+    resources: dict = field(default_factory=dict)      # custom resources of every worker
+
+    def launch(self, name: str, resources: dict | None = None):
+        """A new named worker (a handle; it may still be loading its model)."""
+        gpu = self.config.device.startswith("cuda")
+        return WorkerActor.options(name=name, num_cpus=0 if gpu else self.cpus, num_gpus=1 if gpu else 0,
+                                   resources={**self.resources, **(resources or {})}).remote(
+            name, self.config, self.redis_url, self.namespace, self.threads, self.record_logits)

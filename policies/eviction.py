@@ -1,7 +1,7 @@
 """Residency (eviction/spill) policies: which owners hold a worker's device slots next phase. Pure.
 
 lru: LRU with pinning: residents with work keep their slots; free slots go to waiting owners, pinned
-first, then least recently run. When owners wait and a resident has held its slot for more than
+first, then by `priority` (lower first; e.g. a fairness order), then least recently run. When owners wait and a resident has held its slot for more than
 `quantum_steps`, the longest-resident one is spilled (to the host tier) so nobody starves.
 tenant_lru: the same order inside each tenant; when slots are short, the tenant holding the most
 slots relative to its weight gives one up first (a waiting owner passed over, or a resident
@@ -25,6 +25,7 @@ class Residency:
     resident_since: int     # scheduler step it got its slot
     pinned: bool = False
     tenant_id: str = ""     # who pays; tenant_lru shares slots by tenant weight
+    priority: int = 0       # waiting owners: lower gets a slot first (e.g. a fairness rank)
 
 
 class ResidencyPolicy(Protocol):
@@ -44,7 +45,7 @@ class LRUResidency:
     def residents(self, owners: list[Residency], capacity: int, step: int) -> tuple[str, ...]:
         active = [o for o in owners if o.has_work]
         keep = [o for o in active if o.resident]
-        waiting = sorted((o for o in active if not o.resident), key=lambda o: (not o.pinned, o.last_run_step))
+        waiting = sorted((o for o in active if not o.resident), key=_waiting_order)
         if waiting and self.quantum_steps is not None:
             stale = sorted((o for o in keep if not o.pinned and step - o.resident_since > self.quantum_steps),
                            key=lambda o: o.resident_since)
@@ -80,7 +81,7 @@ class TenantLRUResidency:
         chosen = {o.owner_id for members in ranked.values() for o in members}
         keep = [o for o in active if o.resident and o.owner_id in chosen]
         new = sorted((o for o in active if not o.resident and o.owner_id in chosen),
-                     key=lambda o: (not o.pinned, o.last_run_step))
+                     key=_waiting_order)
         # NOTE: pinned residents beyond capacity are cut last; the slot count is a hard limit
         return tuple(o.owner_id for o in keep + new)[:capacity]
 
@@ -95,7 +96,7 @@ class TenantLRUResidency:
         pinned = [o for o in residents if o.pinned]
         fresh = [o for o in residents if not o.pinned and not is_stale(o)]
         stale = sorted((o for o in residents if is_stale(o)), key=lambda o: o.resident_since)[::-1]
-        waiting = sorted((o for o in members if not o.resident), key=lambda o: (not o.pinned, o.last_run_step))
+        waiting = sorted((o for o in members if not o.resident), key=_waiting_order)
         return pinned + fresh + waiting + stale
 
     def _most_over_share(self, ranked: Mapping[str, list[Residency]]) -> str | None:
@@ -108,6 +109,11 @@ class TenantLRUResidency:
             return len(ranked[t]) / self.weights.get(t, 1.0), not ranked[t][-1].resident, t
 
         return max(filter(can_give, ranked), key=share, default=None)
+
+
+def _waiting_order(o: Residency) -> tuple[bool, int, int]:
+    """Who of the waiting owners gets a free slot first: pinned, then priority, then LRU."""
+    return not o.pinned, o.priority, o.last_run_step
 
 
 EVICTION_NAMES = (LRUResidency.name, TenantLRUResidency.name)

@@ -1,6 +1,7 @@
 """API keys -> tenants and their limits, from a JSON file, a JSON string or a dict.
 
-Format: {"sk-...": {"tenant": "acme", "max_sessions": 8, "max_active": 8, "tokens_per_minute": 60000}}.
+Format: {"sk-...": {"tenant": "acme", "max_sessions": 8, "max_active": 8, "tokens_per_minute": 60000,
+"weight": 2.0}}; weight (default 1) is the tenant's share when device slots are contended.
 No keys configured means an open server with one tenant, "default".
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 
-LIMIT_FIELDS = ("max_sessions", "max_active", "tokens_per_minute")
+LIMIT_FIELDS = ("max_sessions", "max_active", "tokens_per_minute", "weight")
 ENV = "RWTTT_API_KEYS"
 
 
@@ -50,6 +51,8 @@ def load_keys(source: str | dict | None = None) -> KeyBook:
         unknown = set(spec) - set(LIMIT_FIELDS)
         if unknown:
             raise ValueError(f"API key {key[:4]}...: unknown fields {sorted(unknown)}")
+        if float(spec.get("weight", 1.0)) <= 0:
+            raise ValueError(f"API key {key[:4]}...: weight must be > 0")
         tenants[key] = tenant
-        limits.setdefault(tenant, {}).update({k: int(v) for k, v in spec.items()})
+        limits.setdefault(tenant, {}).update({k: float(v) if k == "weight" else int(v) for k, v in spec.items()})
     return KeyBook(tenants, limits)

@@ -4,13 +4,20 @@ It owns the version ledger and, per worker, a planner. It mirrors each owner's p
 token log, chooses residents and plans phases (PhasePlan out), then settles results (PhaseResult
 in): WRITE receipts become ledger commits once the directory accepted them, and the worker
 publishes them at the start of its next phase. It also decides recovery after a lost worker.
+Policies come by name (`from_policies`): grouping and fairness are per worker (they keep state),
+placement and residency are shared; when a worker's owners outnumber its slots, waiting owners
+get slots in the fairness order, and `settle` charges each tenant the tokens it was served.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Mapping
 
-from policies.eviction import LRUResidency, Residency
-from policies.placement import LeastLoaded, PlacementPolicy, WorkerLoad
+from policies.autoscaling import ScaleObservation, WorkerUsage
+from policies.eviction import LRUResidency, Residency, ResidencyPolicy, make_residency
+from policies.fairness import FairnessPolicy, make_fairness
+from policies.grouping import make_grouping
+from policies.placement import LeastLoaded, PlacementPolicy, WorkerLoad, make_placement
 from rwttt_ray.core.ledger import VersionLedger
 from rwttt_ray.core.phase import PhasePlan, PhaseResult, plan_phase
 from rwttt_ray.core.planner import BatchPlanner
@@ -31,6 +38,7 @@ class OwnerRecord:
     resident_since: int = 0
     pinned: bool = False
     error: str | None = None
+    tenant_id: str = ""                                # who pays (fairness, tenant_lru)
 
     @property
     def finished(self) -> bool:
@@ -45,43 +53,99 @@ class WorkerRecord:
     commits: list[str] = field(default_factory=list)     # ledger-committed, not yet published there
     rollbacks: list[str] = field(default_factory=list)
     planner: BatchPlanner | None = None
+    fairness: FairnessPolicy | None = None              # order of waiting owners across tenants
+    draining: bool = False                               # being emptied: takes no new owners
 
 
 class SchedulerCore:
     def __init__(self, chunk: int, ttt: bool = True, max_group_size: int = 64, wait_budget_steps: int = 0,
                  max_rounds: int = 64, placement: PlacementPolicy | None = None,
-                 residency: LRUResidency | None = None) -> None:
+                 residency: ResidencyPolicy | None = None, grouping_policy: str = "greedy",
+                 fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None) -> None:
         self.chunk, self.ttt, self.max_rounds = chunk, ttt, max_rounds
         self.max_group_size, self.wait_budget_steps = max_group_size, wait_budget_steps
         self.placement = placement or LeastLoaded()
         self.residency = residency or LRUResidency()
+        self.grouping_policy, self.fairness_policy = grouping_policy, fairness_policy
+        self.weights = dict(weights or {})
+        make_grouping(grouping_policy), make_fairness(fairness_policy, self.weights)   # fail fast on a bad name
         self.ledger = VersionLedger()
         self.owners: dict[str, OwnerRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self.step = 0
 
+    @classmethod
+    def from_policies(cls, chunk: int, ttt: bool = True, *, max_group_size: int = 64, wait_budget_steps: int = 0,
+                      max_rounds: int = 64, quantum_steps: int | None = None, grouping_policy: str = "greedy",
+                      placement_policy: str = "least_loaded", eviction_policy: str = "lru",
+                      fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None) -> "SchedulerCore":
+        """A core whose policies are chosen by name (RwtttConfig's *_policy fields); `weights`:
+        tenant -> share of contended slots (fairness and tenant_lru; default 1)."""
+        return cls(chunk, ttt, max_group_size, wait_budget_steps, max_rounds,
+                   placement=make_placement(placement_policy),
+                   residency=make_residency(eviction_policy, quantum_steps, weights),
+                   grouping_policy=grouping_policy, fairness_policy=fairness_policy, weights=weights)
+
     # -- workers and owners ----------------------------------------------------------------
     def add_worker(self, worker_id: str, shape_prefix: str, capacity: int) -> None:
+        # NOTE: "greedy" with w > 0 keeps the planner's own default, which waits as wait_budget does
+        grouping = None if self.grouping_policy == "greedy" else make_grouping(
+            self.grouping_policy, self.wait_budget_steps, self.max_group_size)
         self.workers[worker_id] = WorkerRecord(shape_prefix, capacity, planner=BatchPlanner(
-            max_group_size=self.max_group_size, wait_budget_steps=self.wait_budget_steps))
+            grouping, max_group_size=self.max_group_size, wait_budget_steps=self.wait_budget_steps),
+            fairness=make_fairness(self.fairness_policy, self.weights))
 
     def owners_on(self, worker_id: str) -> list[str]:
         return [o for o, r in self.owners.items() if r.worker_id == worker_id]
 
     def loads(self) -> dict[str, WorkerLoad]:
-        return {w: WorkerLoad(len(self.owners_on(w)), r.capacity, r.alive) for w, r in self.workers.items()}
+        """Per worker: owners, slots, and whether it takes new owners (alive and not draining)."""
+        return {w: WorkerLoad(len(self.owners_on(w)), r.capacity, r.alive and not r.draining)
+                for w, r in self.workers.items()}
 
-    def choose_worker(self, owner_id: str) -> str:
-        return self.placement.choose(owner_id, self.loads())
+    def choose_worker(self, owner_id: str, home: str | None = None) -> str:
+        """A worker for the owner; `home`: where its state is now (a hint for affinity)."""
+        return self.placement.choose(owner_id, self.loads(), home)
+
+    def scale_observation(self, num_pending: int = 0) -> ScaleObservation:
+        """What an autoscaler sees: each live, non-draining worker's slots and owners."""
+        usage = tuple(WorkerUsage(w, r.capacity, sum(not self.owners[o].finished for o in self.owners_on(w)),
+                                  len(self.owners_on(w)))
+                      for w, r in sorted(self.workers.items()) if r.alive and not r.draining)
+        return ScaleObservation(usage, num_pending)
+
+    def drain_targets(self, worker_id: str) -> dict[str, str]:
+        """Where each owner of a draining worker goes, chosen by the placement policy as if
+        they were moved one by one (home: the worker it leaves)."""
+        loads = {w: load for w, load in self.loads().items() if w != worker_id}
+        targets = {}
+        for o in self.owners_on(worker_id):
+            dst = self.placement.choose(o, loads, worker_id)
+            targets[o] = dst
+            loads[dst] = replace(loads[dst], num_owners=loads[dst].num_owners + 1)
+        return targets
+
+    def rebalance_moves(self, dst: str) -> list[str]:
+        """Owners waiting for a slot on crowded workers that a new worker `dst` should take over
+        (at most its free slots; from each worker only those beyond its own slots)."""
+        free = self.workers[dst].capacity - sum(not self.owners[o].finished for o in self.owners_on(dst))
+        moves: list[str] = []
+        for w, rec in sorted(self.workers.items()):
+            if w == dst or not rec.alive:
+                continue
+            active = [o for o in self.owners_on(w) if not self.owners[o].finished]
+            waiting = [o for o in active if not self.owners[o].resident]
+            moves += waiting[:max(0, len(active) - rec.capacity)]
+        return moves[:max(0, free)]
 
     def admit(self, req: Request, worker_id: str, version: int = 0, tokens: list[int] | None = None,
-              progress: OwnerProgress | None = None) -> OwnerRecord:
+              progress: OwnerProgress | None = None, tenant_id: str = "") -> OwnerRecord:
         toks = list(tokens or [])
         progress = progress or OwnerProgress(self.chunk, len(req.prompt), len(req.prompt) + len(toks),
                                              req.max_new_tokens, ttt=self.ttt)
         self.ledger.register(req.owner_id, version)
         rec = OwnerRecord(req, progress, worker_id, toks, resident=False, last_run_step=self.step,
-                          resident_since=self.step)     # the residency policy gives it a slot
+                          resident_since=self.step, tenant_id=tenant_id)   # the residency policy gives it a slot
         self.owners[req.owner_id] = rec
         return rec
 
@@ -100,9 +164,23 @@ class SchedulerCore:
         return tag
 
     def _residents(self, worker_id: str) -> tuple[str, ...]:
-        info = [Residency(o, r.resident, not r.finished, r.last_run_step, r.resident_since, r.pinned)
-                for o in self.owners_on(worker_id) for r in [self.owners[o]]]
+        owners = self.owners_on(worker_id)
+        rank = self._fair_rank(worker_id, owners)
+        info = [Residency(o, r.resident, not r.finished, r.last_run_step, r.resident_since, r.pinned,
+                          r.tenant_id, rank.get(o, 0)) for o in owners for r in [self.owners[o]]]
         return self.residency.residents(info, self.workers[worker_id].capacity, self.step)
+
+    def _fair_rank(self, worker_id: str, owners: list[str]) -> dict[str, int]:
+        """When owners with work outnumber the slots: each waiting owner's place in the fairness
+        order (asked in LRU order, so one tenant keeps the LRU order); else nothing to order."""
+        w = self.workers[worker_id]
+        active = [o for o in owners if not self.owners[o].finished]
+        if len(active) <= w.capacity or w.fairness is None:
+            return {}
+        waiting = sorted((o for o in active if not self.owners[o].resident),
+                         key=lambda o: (not self.owners[o].pinned, self.owners[o].last_run_step))
+        order = w.fairness.order([(o, self.owners[o].tenant_id) for o in waiting])
+        return {o: i for i, o in enumerate(order)}
 
     def next_plan(self, worker_id: str, epoch: int) -> PhasePlan | None:
         """The worker's next phase, or None when it has nothing to do."""
@@ -140,6 +218,7 @@ class SchedulerCore:
                 live[o].token_times.extend([now] * len(toks))
         for o, p in result.progress.items():
             if o in live:
+                self._charge(w, live[o], p)
                 live[o].progress, live[o].last_run_step = p, self.step
         for o in result.spilled:
             if o in live:
@@ -158,6 +237,12 @@ class SchedulerCore:
                     if o in receipted:
                         w.rollbacks.append(o)
         return {o: list(t) for o, t in result.tokens.items() if o in live}
+
+    @staticmethod
+    def _charge(w: WorkerRecord, rec: OwnerRecord, progress: OwnerProgress) -> None:
+        """Charge the owner's tenant the tokens it was served (fed) in this phase."""
+        if w.fairness is not None:
+            w.fairness.charge(rec.tenant_id, max(0, progress.pos - rec.progress.pos))
 
     # -- recovery -------------------------------------------------------------------------------
     def worker_lost(self, worker_id: str) -> list[str]:

@@ -53,6 +53,7 @@ class TenantLimits:
     max_sessions: int = 64            # live sessions (owners that outlive a request)
     max_active: int = 64              # owners generating at once (device slots)
     tokens_per_minute: int = 1_000_000
+    weight: float = 1.0               # share of contended device slots (fairness, tenant_lru)
 
 
 @dataclass
