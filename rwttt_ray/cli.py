@@ -1,4 +1,4 @@
-"""The `rwttt` command: `rwttt bench` (and later `serve`, `eval`).
+"""The `rwttt` command: `rwttt bench`, `rwttt serve`, `rwttt eval`.
 
 Every bad flag, path or setting ends in one readable line on stderr and a non-zero exit,
 never a traceback.
@@ -39,6 +39,19 @@ def _layers(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"--ttt-layers takes comma-separated ints, got {text!r}") from None
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _positive_list(kind: str):
+    def parse(text: str) -> tuple[int, ...]:
+        values = tuple(_positive(kind)(x) for x in _csv(text))
+        if not values:
+            raise argparse.ArgumentTypeError(f"{kind} needs at least one value")
+        return values
+    return parse
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -89,7 +102,42 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--grace-s", type=float, default=20.0,
                     help="on Ctrl-C/SIGTERM: seconds to finish running turns and spill sessions")
     add_model_flags(sv)
+    _add_eval_parser(sub)
     return parser
+
+
+def _add_eval_parser(sub) -> None:
+    e = sub.add_parser("eval", help="the evaluation suite: every mode, traces, scaling sweep, gates, plots, report")
+    e.add_argument("--quick", action="store_true", help="small preset: finishes in minutes on 2 CPU cores")
+    e.add_argument("--out", default="results", help="results dir: eval.json, PNG plots, report.md")
+    e.add_argument("--trace", default="uniform",
+                   choices=("uniform", "staggered", "all_update", "mixed", "poisson", "bursty"),
+                   help="trace of the modes run and the sweep")
+    e.add_argument("--traces", type=_csv, help="comma-separated traces of the per-trace table")
+    e.add_argument("--owners", type=_positive("--owners"), help="owners (streams) of the modes run")
+    e.add_argument("--sweep-owners", type=_positive_list("--sweep-owners"), help="e.g. 1,2,4,8,16,32,64")
+    e.add_argument("--prompt-len", type=_positive("--prompt-len"))
+    e.add_argument("--gen-len", type=_positive("--gen-len"))
+    e.add_argument("--max-group-size", type=_positive("--max-group-size"), default=64, help="B")
+    e.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait")
+    e.add_argument("--replicas", type=_positive("--replicas"), help="default: memory-matched")
+    e.add_argument("--repeat", type=_positive("--repeat"), help="runs of the batched modes (median kept)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--backends", type=_csv, help="opt-in: ray,http (slower: a local Ray cluster, Serve)")
+    e.add_argument("--ruler-tasks", type=_csv, help="RULER task names or families (default: all)")
+    e.add_argument("--ruler-examples", type=_positive("--ruler-examples"), help="examples per task")
+    e.add_argument("--ruler-context", type=_positive("--ruler-context"), help="prompt length in tokens")
+    e.add_argument("--ruler-gen-len", type=_positive("--ruler-gen-len"), help="cap on each task's generation")
+    e.add_argument("--quality-configs", type=_csv, help="NLL/drift configurations, or 'all'")
+    e.add_argument("--quality-tokens", type=_positive("--quality-tokens"), help="held-out tokens per stream")
+    e.add_argument("--address", help="Ray cluster address (ray/http backends)")
+    e.add_argument("--workers", type=_positive("--workers"), default=1, help="worker actors (ray/http)")
+    e.add_argument("--rounds-per-call", type=_positive("--rounds-per-call"), default=64)
+    e.add_argument("--max-states-per-worker", type=_positive("--max-states-per-worker"),
+                   help="device slots per worker; the Ray sweep goes past them (spill)")
+    e.add_argument("--quantum-steps", type=_positive("--quantum-steps"))
+    e.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
+    add_model_flags(e)
 
 
 def config_from(args) -> "RwtttConfig":
@@ -120,11 +168,22 @@ def _bench(args) -> int:
     return 0 if doc["gates"].get("passed") else 3
 
 
+def _eval(args) -> int:
+    from rwttt_ray.bench.eval import run_eval
+    from rwttt_ray.bench.eval_options import resolve
+
+    opts = resolve(args)      # first: it fills preset values the Ray modes read into args
+    doc = run_eval(config_from(args).load_model(), opts, args)
+    return 0 if doc["gates"]["passed"] else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "bench":
             return _bench(args)
+        if args.command == "eval":
+            return _eval(args)
         if args.command == "serve":
             from rwttt_ray.serve_cli import serve_main
 

@@ -79,9 +79,8 @@ def memory_matched(results: dict[str, ModeResult], owners: int, forced: int | No
     budget, each = results["rwttt_inproc"].peak_rss_bytes, results["sequential"].peak_rss_bytes
     by_memory = max(1, budget // each) if each else 1
     count = forced or max(1, min(by_memory, cores(), owners))
-    rule = ("--replicas" if forced else
-            "min(floor(RW-TTT peak RSS / one replica's RSS), cores, owners); one replica's RSS = the "
-            "sequential mode's peak RSS (one batch-1 TTT process)")
+    rule = ("set by --replicas" if forced else "min(floor(RW-TTT peak RSS / one replica's RSS), cores, owners), "
+            "one replica's RSS = the sequential mode's (a batch-1 TTT process)")
     return {"replicas": count, "rule": rule, "budget_mib": round(budget / 2**20, 1),
             "replica_mib": round(each / 2**20, 1), "by_memory": by_memory, "cores": cores()}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from rwttt_ray.bench.ruler import TASKS, make_tasks
+from rwttt_ray.bench.ruler import TASKS, expand_families, make_tasks
 from rwttt_ray.bench.traces import TRACES
 from rwttt_ray.ttt.model import TTTModel
 
@@ -59,17 +59,33 @@ class EvalOptions:
         return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
 
 
+def _names(flag: str, given: tuple[str, ...], choices: tuple[str, ...]) -> tuple[str, ...]:
+    if given == ("all",):
+        return choices
+    unknown = [g for g in given if g not in choices]
+    if unknown:
+        raise ValueError(f"{flag}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(choices)}")
+    return given
+
+
 def resolve(args: Any) -> EvalOptions:
-    """Flags over the preset; also sets `args.max_states_per_worker` from the preset if unset."""
+    """Flags over the preset; also fills the preset's `repeat` and `max_states_per_worker` into
+    `args` where unset (the Ray and HTTP modes read them there)."""
     preset = QUICK if args.quick else FULL
+    for name in ("repeat", "max_states_per_worker"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, preset[name])
+    for flag, name, choices in (("--traces", "traces", TRACES), ("--backends", "backends", BACKENDS),
+                                ("--quality-configs", "quality_configs", QUALITY_CONFIGS)):
+        if getattr(args, name, None) is not None:
+            setattr(args, name, _names(flag, tuple(getattr(args, name)), choices))
     pick = lambda name: preset[name] if getattr(args, name, None) is None else getattr(args, name)  # noqa: E731
-    if args.max_states_per_worker is None:
-        args.max_states_per_worker = preset["max_states_per_worker"]
     return EvalOptions(out=Path(args.out), quick=args.quick, trace=args.trace, traces=tuple(pick("traces")),
                        owners=pick("owners"), sweep_owners=tuple(sorted(set(pick("sweep_owners")))),
                        prompt_len=pick("prompt_len"), gen_len=pick("gen_len"), max_group_size=args.max_group_size,
                        wait_budget=args.wait_budget, replicas=args.replicas, repeat=pick("repeat"), seed=args.seed,
-                       backends=tuple(args.backends or ()), ruler_tasks=tuple(args.ruler_tasks or TASKS),
+                       backends=tuple(args.backends or ()),
+                       ruler_tasks=tuple(expand_families(args.ruler_tasks or TASKS)),
                        ruler_examples=pick("ruler_examples"), ruler_context=pick("ruler_context"),
                        ruler_gen_len=pick("ruler_gen_len"), quality_configs=tuple(pick("quality_configs")),
                        quality_tokens=pick("quality_tokens"))

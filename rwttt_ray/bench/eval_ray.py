@@ -3,14 +3,16 @@
 With `--backends ray` the sweep adds RW-TTT through the actors at each owner count, plus one count
 above the cluster's device slots (workers x --max-states-per-worker) when the list has none, so
 owners spill to the host tier and reload; spills and reloads are reported per point. Each point's
-tokens are checked against the sequential reference.
+owners are submitted at once (the sweep's trace is uniform by default) and their tokens are
+checked against the sequential reference.
 """
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 from rwttt_ray.bench import modes
-from rwttt_ray.bench.backends import _timed_run
 from rwttt_ray.bench.eval_modes import make, progress_bar, summarize
 from rwttt_ray.bench.eval_options import EvalOptions
 from rwttt_ray.bench.gates import token_match
@@ -23,6 +25,18 @@ def ray_owner_counts(opts: EvalOptions, slots: int) -> list[int]:
     """The sweep's owner counts, plus 2 x slots when none exceeds the device slots."""
     counts = list(opts.sweep_owners)
     return counts if max(counts) > slots else counts + [2 * slots]
+
+
+def _timed_pass(cluster: Any, trace: Any, tag: str) -> tuple[dict, float, float]:
+    """One pass of the trace's owners submitted at once; no logits are fetched (spilled owners'
+    logits do not survive the host tier), then the owners are released."""
+    renamed = [replace(r, owner_id=f"{r.owner_id}{tag}") for r in trace.requests]
+    start = time.time()
+    ids = cluster.submit(renamed)
+    out = cluster.wait(ids)
+    wall = time.time() - start
+    cluster.release(ids)
+    return {o.removesuffix(tag): r for o, r in out.items()}, wall, start
 
 
 def _result(out: dict, wall: float, start: float, spills: int, reloads: int) -> ModeResult:
@@ -57,7 +71,7 @@ def sweep_ray(model: TTTModel, opts: EvalOptions, args: Any) -> tuple[list[dict]
         for n in progress_bar(ray_owner_counts(opts, slots), "sweep ray"):
             trace = make(opts, model, opts.trace, n)
             s0, r0, _ = _worker_counts(cluster)
-            out, wall, start = _timed_run(cluster, trace, args.step_ms / 1e3, f"#sweep{n}")
+            out, wall, start = _timed_pass(cluster, trace, f"#sweep{n}")
             s1, r1, rss = _worker_counts(cluster)
             res = _result(out, wall, start, s1 - s0, r1 - r0)
             res.peak_rss_bytes = rss

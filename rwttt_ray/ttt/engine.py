@@ -52,7 +52,9 @@ class Engine:
                  planner: BatchPlanner | None = None) -> None:
         self.runner = GroupRunner(model, max_owners=max_owners, record_logits=record_logits)
         self.ledger = VersionLedger()
-        self.planner = planner or BatchPlanner(max_group_size=max_group_size, wait_budget_steps=wait_budget_steps)
+        # NOTE: `planner or ...` would drop a given planner: an empty BatchPlanner is falsy (__len__)
+        self.planner = planner if planner is not None else BatchPlanner(max_group_size=max_group_size,
+                                                                        wait_budget_steps=wait_budget_steps)
         self.keep_state = keep_state
         self.step_index = 0
         self.stats = EngineStats()
