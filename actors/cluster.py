@@ -43,7 +43,8 @@ class RwtttCluster:
                  worker_cpus: float = 1.0, threads_per_worker: int | None = None, record_logits: bool = False,
                  tenant_limits: dict | None = None, min_workers: int | None = None,
                  max_workers: int | None = None, autoscale: dict | None = None, scale_interval_s: float = 0.5,
-                 worker_resources: list[dict] | None = None, scheduler_resources: dict | None = None) -> None:
+                 worker_resources: list[dict] | None = None, scheduler_resources: dict | None = None,
+                 namespace: str | None = None) -> None:
         self.tenant_limits = tenant_limits or {}
         num_workers = max(num_workers, min_workers or 0)
         self.autoscaler = _autoscaler(num_workers, min_workers, max_workers, autoscale)
@@ -52,7 +53,8 @@ class RwtttCluster:
         self.config = config
         self.redis_url, self._redis = resolve_redis_url(redis_url)
         RedisDirectory(self.redis_url).ping()     # fail fast, naming the URL, before any actor starts
-        self.namespace = f"rwttt-{uuid.uuid4().hex[:8]}"
+        # NOTE: a fixed namespace (a service's name) lets a new cluster adopt the sessions an old one spilled
+        self.namespace = namespace or f"rwttt-{uuid.uuid4().hex[:8]}"
         model_settings = config.load_model().settings   # chunk and TTT flag for the scheduler
         self.chunk, self.ttt = model_settings.chunk, model_settings.enabled
         self.max_rounds, self.quantum_steps = max_rounds, quantum_steps

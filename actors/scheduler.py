@@ -15,6 +15,7 @@ import time
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors.adoption import adopt_spilled
 from actors.directory import (DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier,
                               UnknownEntryError)
 from actors.scaling import WorkerScaler
@@ -81,6 +82,8 @@ class SchedulerActor:
         self.sessions.set_limits(self.tenant_limits)
         if recover:
             await self._rebuild()
+        else:
+            self.adopted = await adopt_spilled(self)
         self._tasks = [asyncio.ensure_future(self._loop(w)) for w in self.workers]
         if self.scaler.enabled:
             self._tasks.append(asyncio.ensure_future(self.scaler.run()))

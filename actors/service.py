@@ -14,9 +14,9 @@ from rwttt_ray.config import RwtttConfig
 @ray.remote(num_cpus=0, max_restarts=0)
 class ServiceManager:
     def __init__(self, config: RwtttConfig, num_workers: int, redis_url: str | None, tenant_limits: dict,
-                 max_rounds: int) -> None:
+                 max_rounds: int, namespace: str | None = None) -> None:
         self.cluster = RwtttCluster(config, num_workers=num_workers, redis_url=redis_url, max_rounds=max_rounds,
-                                    tenant_limits=tenant_limits)
+                                    tenant_limits=tenant_limits, namespace=namespace)
 
     def scheduler(self):
         return self.cluster.scheduler
@@ -38,4 +38,4 @@ class ServiceManager:
 def get_manager(name: str, config: RwtttConfig, num_workers: int, redis_url: str | None, tenant_limits: dict,
                 max_rounds: int = 64):
     return ServiceManager.options(name=name, get_if_exists=True, lifetime="detached").remote(
-        config, num_workers, redis_url, tenant_limits, max_rounds)
+        config, num_workers, redis_url, tenant_limits, max_rounds, f"rwttt-{name}")

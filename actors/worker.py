@@ -19,6 +19,7 @@ from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.phase import PhasePlan, PhaseResult
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.request import Request
+from rwttt_ray.ttt import state_io
 from rwttt_ray.ttt.worker_core import WorkerCore
 
 HEARTBEAT_S = 1.0
@@ -71,6 +72,16 @@ class WorkerActor:
     def spill_to_store(self, owner_id: str, version: int, epoch: int) -> str:
         """Move the owner's committed state to the shared store (payload, then directory entry)."""
         return self.directory.spill(owner_id, epoch, version, self.core.export_owner(owner_id))
+
+    def adopt_from_store(self, payload_key: str) -> dict:
+        """Take over a state a previous service spilled (read here, not through the scheduler)."""
+        blob = self.directory.get_payload(payload_key)
+        if blob is None:
+            raise KeyError(f"spilled state {payload_key!r} is missing from the store")
+        owner_id = self.core.import_owner(blob)
+        header = state_io.read_header(blob)
+        return {"request": header["request"], "tokens": list(header["generated"]),
+                "progress": self.core.progress_of(owner_id)}
 
     def import_owner(self, blob: bytes) -> str:
         return self.core.import_owner(blob)

@@ -185,3 +185,34 @@ def test_graceful_drain_spills_sessions_to_the_store(make_cluster, reference):
     for a, b in zip(dws, want[-1].deltas, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, rtol=1e-4)
     assert snap.generated == want[-1].tokens
+
+
+def test_new_service_adopts_spilled_sessions(make_cluster, reference):
+    """Drain one service, start another on the same Redis namespace: it adopts the spilled session
+    for its tenant (another tenant still sees nothing), and a third turn continues the stream
+    exactly like one sequential run over all three turns."""
+    from rwttt_ray.core.request import Request
+    from rwttt_ray.core.tenancy import NotFoundError
+
+    def turn(s, sid, prompt):
+        ray.get(s.complete.remote("acme", sid, list(prompt), 6))
+        while not (res := ray.get(s.next_tokens.remote("acme", sid, 0, 30.0)))["finished"]:
+            pass
+        return res["tokens"]
+
+    prompts = [r.prompt for r in make_requests(3, prompt_lens=[10, 7, 5], gen_lens=[1], seed=23)]
+    old = make_cluster(num_workers=1, max_rounds=4, namespace="rwttt-adopt-test")
+    sid = ray.get(old.scheduler.open_session.remote("acme"))
+    for prompt in prompts[:2]:
+        turn(old.scheduler, sid, prompt)
+    assert ray.get(old.scheduler.drain.remote(1.0))["spilled"] == 1
+    old.shutdown()
+    new = make_cluster(num_workers=1, max_rounds=4, namespace="rwttt-adopt-test")
+    s = new.scheduler
+    want = reference.run_turns([Request("s", tuple(p), 6) for p in prompts])
+    assert ray.get(s.session_info.remote("acme", sid))["version"] == want[1].num_writes
+    with pytest.raises(ray.exceptions.RayTaskError) as err:
+        ray.get(s.session_info.remote("other", sid))
+    assert isinstance(err.value.cause, NotFoundError)
+    assert turn(s, sid, prompts[2]) == want[2].tokens
+    assert ray.get(s.session_info.remote("acme", sid))["version"] == want[2].num_writes
