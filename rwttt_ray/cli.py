@@ -54,6 +54,16 @@ def _positive_list(kind: str):
     return parse
 
 
+def _weights(text: str) -> tuple[float, float]:
+    try:
+        values = tuple(float(x) for x in _csv(text))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"--tenant-weights takes two positive numbers FLOOD,STEADY, got {text!r}")
+    return values
+
+
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="local checkpoint dir (default: the built-in tiny random model)")
     p.add_argument("--ttt-layers", type=_layers, help="comma-separated TTT layer indices")
@@ -90,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quantum-steps", type=_positive("--quantum-steps"),
                    help="rounds a resident may keep its slot while others wait (spill rotation)")
     b.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
+    b.add_argument("--tenants", action="store_true",
+                   help="ray backend: the two-tenant fairness benchmark (one floods 4x the slots, one steady) "
+                        "under vtc+tenant_lru and fcfs+lru, instead of the mode table")
+    b.add_argument("--tenant-weights", type=_weights, default=(1.0, 1.0),
+                   help="--tenants: weights FLOOD,STEADY (default 1,1)")
     add_model_flags(b)
     sv = sub.add_parser("serve", help="the whole stack (local Ray, private Redis, model) behind an HTTP API")
     sv.add_argument("--host", default="127.0.0.1")
@@ -153,10 +168,16 @@ def config_from(args) -> "RwtttConfig":
 def _bench(args) -> int:
     if args.wait_budget < 0:
         return _fail("rwttt: error: --wait-budget must be >= 0", 2)
+    if args.tenants and args.backend != "ray":
+        return _fail("rwttt: error: --tenants needs --backend ray", 2)
     model = config_from(args).load_model()
     if args.prompt_len + args.gen_len > model.max_seq_len:
         return _fail(f"rwttt: error: prompt ({args.prompt_len}) + gen ({args.gen_len}) exceeds the model's "
                      f"context limit {model.max_seq_len}", 2)
+    if args.tenants:
+        from rwttt_ray.bench.tenants import run_tenants
+
+        return run_tenants(args, model)
     from rwttt_ray.bench.inproc import run_inproc
 
     extra = {}
