@@ -216,7 +216,8 @@ class Ingress:
         first = True
         try:
             async for piece, reason, res in self._pieces(tenant, owner, session_id, stops):
-                if piece or reason or first:
+                if piece or reason or first or (ids_too and res["ids"]):   # NOTE: bytes of a split
+                    # UTF-8 character decode to "" until it completes; their ids still go out now
                     body = completion_body(self.model_name, piece, reason, None, chat, rid, chunk=True, first=first)
                     if ids_too:
                         body["choices"][0]["token_ids"] = res["ids"]
