@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/rwttt bench --backend inproc
+	$(VENV)/bin/rwttt bench --backend http
 
 test: $(STAMP)
 	$(PY) -m pytest tests
