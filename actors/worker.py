@@ -124,7 +124,11 @@ class WorkerActor:
         return None if d is None else [t.numpy() for t in d]
 
     def logits(self, owner_id: str) -> list:
-        return [t.numpy() for t in self.core.runner.owners[owner_id].logits]
+        """Recorded logits, or [] when incomplete: a spill keeps state, not the logits before it."""
+        st = self.core.runner.owners.get(owner_id)
+        if st is None or len(st.logits) != len(st.generated):
+            return []
+        return [t.numpy() for t in st.logits]
 
     def stats(self) -> dict:
         import resource
