@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from rwttt_ray.bench.eval_modes import Hooks, build_engine, progress_bar
+from rwttt_ray.bench.gates import tie_flip
 from rwttt_ray.bench.eval_options import EvalOptions
 from rwttt_ray.bench.quality import quality_gates
 from rwttt_ray.bench.ruler import make_tasks, task_scores, to_request
@@ -75,7 +76,8 @@ def ruler_section(model: TTTModel, opts: EvalOptions, hooks: Hooks = Hooks()) ->
         out = build_engine(model, hooks, len(reqs), opts.max_group_size, opts.wait_budget,
                            record_logits=True).run(reqs)
         rw, error = [out[r.owner_id].tokens for r in reqs], None
-        ties = sum(_tie_flip(want, out[r.owner_id]) for r, want in zip(reqs, seq_runs))
+        ties = sum(tie_flip(w.tokens, w.logits, out[r.owner_id].tokens, out[r.owner_id].logits)
+                   for r, w in zip(reqs, seq_runs))
     except Exception as exc:  # a broken engine may crash: the gate fails
         rw, error, ties = [[] for _ in reqs], f"{type(exc).__name__}: {exc}", 0
     rw_s = time.perf_counter() - t0
@@ -89,19 +91,6 @@ def ruler_section(model: TTTModel, opts: EvalOptions, hooks: Hooks = Hooks()) ->
             "sequential_s": round(seq_s, 2), "rwttt_s": round(rw_s, 2),
             "passed": error is None and same + ties == len(reqs) and all(v["diff"] == 0 for v in tasks.values()),
             **({"error": error} if error else {})}
-
-
-def _tie_flip(want, got, tol: float = 1e-4) -> bool:
-    """A prediction that differs only after a near-tie: every logit up to the first differing token
-    agrees within `tol`, and there the two chosen tokens were within `tol` of each other (a random
-    model has many near-ties; last-bit GEMM differences may pick either, and the rest follows)."""
-    k = next((i for i, (a, b) in enumerate(zip(want.tokens, got.tokens)) if a != b), None)
-    if k is None or k >= len(want.logits) or k >= len(got.logits):
-        return False
-    if max(float((a - b).abs().max()) for a, b in zip(want.logits[:k + 1], got.logits[:k + 1])) > tol:
-        return False
-    ref = want.logits[k]
-    return float(ref[want.tokens[k]] - ref[got.tokens[k]]) <= tol
 
 
 # -- the summary (Table 6) ------------------------------------------------------------------------

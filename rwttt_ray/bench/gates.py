@@ -1,17 +1,39 @@
 """Correctness gates of a benchmark run, each comparing a mode with the sequential reference.
 
 contract: every committed WRITE advanced its owner by exactly one version, in order, and each
-owner's final version equals its sequential WRITE count; token_match: identical tokens per owner;
-max_logit_diff: the largest |logit difference| over all owners and emitted tokens.
+owner's final version equals its sequential WRITE count; token_match: identical tokens per owner
+(or a near-tie flip, below); max_logit_diff: the largest |logit difference| over all owners and
+emitted tokens up to where their tokens part.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from rwttt_ray.bench.modes import ModeResult
+
+TIE_TOL = 1e-4
+
+
+def tie_flip(want_tokens: Sequence[int], want_logits: Sequence, got_tokens: Sequence[int],
+             got_logits: Sequence, tol: float = TIE_TOL) -> bool:
+    """True when two greedy streams part only at a near-tie: every logit up to the first differing
+    token agrees within `tol`, and there the two chosen tokens were within `tol` in the reference.
+    Batched and batch-1 GEMMs sum in different orders (~1e-7 apart); on a random model two top
+    logits can be closer than that, and either choice is then correct to the contract's 1e-4."""
+    k = next((i for i, (a, b) in enumerate(zip(want_tokens, got_tokens)) if a != b), None)
+    if k is None or k >= min(len(want_logits or ()), len(got_logits or ())):
+        return False
+    if max(float((a - b).abs().max()) for a, b in zip(want_logits[:k + 1], got_logits[:k + 1])) > tol:
+        return False
+    ref = want_logits[k]
+    return float(ref[want_tokens[k]] - ref[got_tokens[k]]) <= tol
 
 
 def token_match(mode: ModeResult, ref: ModeResult) -> tuple[int, int]:
-    """(owners whose tokens equal the reference, owners)."""
-    same = sum(mode.tokens.get(o) == t for o, t in ref.tokens.items())
+    """(owners whose tokens equal the reference's, or part from them only at a near-tie, owners)."""
+    same = sum(mode.tokens.get(o) == t or tie_flip(t, ref.logits.get(o), mode.tokens.get(o) or [],
+                                                   mode.logits.get(o))
+               for o, t in ref.tokens.items())
     return same, len(ref.tokens)
 
 
@@ -21,7 +43,9 @@ def max_logit_diff(mode: ModeResult, ref: ModeResult) -> float | None:
         return None
     worst = 0.0
     for o, ref_logits in ref.logits.items():
-        for a, b in zip(mode.logits.get(o, []), ref_logits):
+        got, want = mode.tokens.get(o) or [], ref.tokens.get(o) or []
+        n = next((i + 1 for i, (a, b) in enumerate(zip(got, want)) if a != b), len(ref_logits))
+        for a, b in zip(mode.logits.get(o, [])[:n], ref_logits[:n]):   # past a tie flip the inputs differ
             worst = max(worst, float((a - b).abs().max()))
     return worst
 

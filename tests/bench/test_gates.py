@@ -1,0 +1,29 @@
+"""The near-tie comparator of the token gates: a flip passes only at a real near-tie."""
+import torch
+
+from rwttt_ray.bench.gates import max_logit_diff, tie_flip, token_match
+from rwttt_ray.bench.modes import ModeResult
+
+L = lambda *v: torch.tensor(v)   # noqa: E731
+
+
+def _mode(name, tokens, logits):
+    res = ModeResult(name, {"o": tokens}, 1.0)
+    res.logits = {"o": logits}
+    return res
+
+
+def test_a_flip_at_a_near_tie_matches_and_logits_are_compared_up_to_it():
+    ref = _mode("sequential", [1, 1, 0], [L(0., 1.), L(0.5, 0.50000005), L(1., 0.)])
+    got = _mode("rwttt", [1, 0, 1], [L(0., 1.), L(0.50000004, 0.50000003), L(0., 1.)])
+    assert tie_flip(ref.tokens["o"], ref.logits["o"], got.tokens["o"], got.logits["o"])
+    assert token_match(got, ref) == (1, 1)
+    assert max_logit_diff(got, ref) < 1e-4          # the positions after the flip are not compared
+
+
+def test_a_flip_without_a_tie_or_after_drift_does_not_match():
+    ref = _mode("sequential", [1, 1], [L(0., 1.), L(0., 1.)])
+    far = _mode("rwttt", [1, 0], [L(0., 1.), L(1., 0.)])               # a clear winner changed
+    drift = _mode("rwttt", [1, 0], [L(0., 1.2), L(0.5, 0.5)])          # logits parted before
+    assert token_match(far, ref) == (0, 1) and token_match(drift, ref) == (0, 1)
+    assert max_logit_diff(far, ref) > 1e-4
