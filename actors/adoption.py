@@ -1,4 +1,5 @@
-"""Adoption: a new service takes over the sessions a previous one spilled to the shared store.
+"""Adoption: a scheduler takes over state it did not create: after a restart (rebuild from Redis and
+the live workers), and in a new service, the sessions a previous one spilled to the shared store.
 
 A graceful drain leaves every session as a directory entry of tier STORE whose payload holds its
 whole committed state (request, version, KV cache, chunk buffer, dW). A scheduler that starts on
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 
 from actors.directory import DirectoryEntry, Tier
+from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.request import Request
 
 
@@ -45,3 +47,24 @@ async def _adopt(scheduler, entry: DirectoryEntry) -> None:
     sessions.sessions[owner_id] = {"kept": [entry.version], "created": time.time()}
     sessions.closed.add(owner_id)
     await scheduler.workers[worker_id].keep.remote(owner_id, entry.version)
+
+
+async def rebuild_after_restart(scheduler) -> None:
+    """After a restart: ledger from the directory, progress and tokens from the workers."""
+    held = {}
+    for name, handle in scheduler.workers.items():
+        for o, info in (await handle.owners.remote()).items():
+            held[o] = (name, info)
+    for entry in scheduler.directory.entries():
+        req = Request.from_dict(scheduler.directory.request_of(entry.owner_id))
+        name, info = held.get(entry.owner_id, (entry.worker_id, None))
+        tokens = info["tokens"] if info and info["tokens"] is not None else scheduler.directory.tokens(entry.owner_id)
+        progress: OwnerProgress = info["progress"] if info else None
+        scheduler.core.admit(req, name, version=entry.version, tokens=tokens, progress=progress,
+                             tenant_id=entry.tenant_id)
+        if info and info["candidate"]:   # the old scheduler died mid-commit: follow the directory
+            publish = entry.version == progress.writes + 1
+            await scheduler.workers[name].reconcile.remote([entry.owner_id] if publish else [],
+                                                           [] if publish else [entry.owner_id])
+            if publish:
+                scheduler.core.owners[entry.owner_id].progress = progress.after_write()

@@ -15,26 +15,18 @@ import time
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from actors.adoption import adopt_spilled
+from actors.adoption import adopt_spilled, rebuild_after_restart
+from actors.scheduler_metrics import render_metrics
 from actors.directory import (DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier,
                               UnknownEntryError)
 from actors.scaling import WorkerScaler
 from actors.worker import WorkerLauncher
 from policies.autoscaling import AutoscalingPolicy
 from rwttt_ray.config import RwtttConfig
-from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.request import Request
 from actors.sessions import SessionService
-from rwttt_ray.core.metrics import SIZE_BUCKETS, Histogram, render
+from rwttt_ray.core.metrics import SIZE_BUCKETS, Histogram
 from rwttt_ray.core.scheduler import SchedulerCore
-
-HELP = {"rwttt_tokens_total": "generated tokens", "rwttt_commits_total": "WRITE commits accepted",
-        "rwttt_rejected_commits_total": "WRITE commits rejected (stale epoch/version)",
-        "rwttt_groups_total": "groups executed", "rwttt_phases_total": "worker calls (phases)",
-        "rwttt_spills_total": "owners spilled to the host tier", "rwttt_reloads_total": "owners reloaded",
-        "rwttt_owners": "owners placed per worker", "rwttt_queue_depth": "owners with work waiting for a slot",
-        "rwttt_active_owners": "owners generating", "rwttt_group_size": "owners per group",
-        "rwttt_ttft_seconds": "time to first token", "rwttt_token_latency_seconds": "time between tokens"}
 
 RETRIES = 10
 logger = logging.getLogger(__name__)
@@ -81,7 +73,7 @@ class SchedulerActor:
                                        lambda w: self._wake[w].set())
         self.sessions.set_limits(self.tenant_limits)
         if recover:
-            await self._rebuild()
+            await rebuild_after_restart(self)
         else:
             self.adopted = await adopt_spilled(self)
         self._tasks = [asyncio.ensure_future(self._loop(w)) for w in self.workers]
@@ -279,26 +271,6 @@ class SchedulerActor:
             self._wake[dst].set()
         self._notify()
 
-    async def _rebuild(self) -> None:
-        """After a restart: ledger from the directory, progress and tokens from the workers."""
-        held = {}
-        for name, handle in self.workers.items():
-            for o, info in (await handle.owners.remote()).items():
-                held[o] = (name, info)
-        for entry in self.directory.entries():
-            req = Request.from_dict(self.directory.request_of(entry.owner_id))
-            name, info = held.get(entry.owner_id, (entry.worker_id, None))
-            tokens = info["tokens"] if info and info["tokens"] is not None else self.directory.tokens(entry.owner_id)
-            progress: OwnerProgress = info["progress"] if info else None
-            self.core.admit(req, name, version=entry.version, tokens=tokens, progress=progress,
-                            tenant_id=entry.tenant_id)
-            if info and info["candidate"]:   # the old scheduler died mid-commit: follow the directory
-                publish = entry.version == progress.writes + 1
-                await self.workers[name].reconcile.remote([entry.owner_id] if publish else [],
-                                                          [] if publish else [entry.owner_id])
-                if publish:
-                    self.core.owners[entry.owner_id].progress = progress.after_write()
-
     # -- operations -------------------------------------------------------------------------
     async def migrate(self, owner_id: str, dst: str) -> None:
         """Move an owner's committed state to another worker, between two of its source's phases."""
@@ -411,15 +383,4 @@ class SchedulerActor:
         await self.sessions.cancel(tenant, owner_id)
 
     async def metrics(self) -> str:
-        wstats = {}
-        for name, handle in self.workers.items():
-            if self.core.workers[name].alive:
-                wstats[name] = await handle.stats.remote()
-        gauges = {f'rwttt_owners{{worker="{w}"}}': len(self.core.owners_on(w)) for w in self.workers}
-        gauges["rwttt_queue_depth"] = sum(1 for r in self.core.owners.values() if not r.finished and not r.resident)
-        gauges["rwttt_active_owners"] = sum(1 for r in self.core.owners.values() if not r.finished)
-        counters = dict(self.counters, rwttt_spills_total=sum(s["spills"] for s in wstats.values()),
-                        rwttt_reloads_total=sum(s["reloads"] for s in wstats.values()))
-        hists = {"rwttt_group_size": self.group_sizes, "rwttt_ttft_seconds": self.sessions.ttft,
-                 "rwttt_token_latency_seconds": self.sessions.token_latency}
-        return render(counters, gauges, hists, HELP)
+        return await render_metrics(self)
