@@ -44,6 +44,9 @@ class RwtttConfig:
     """B: target group size."""
     wait_budget_steps: int = 0
     """w: steps a ready step may wait for partners; 0 = greedy."""
+    align_rounds: int | None = None
+    """READ rounds an owner at a WRITE boundary may sit out so owners that arrived apart WRITE
+    together (phases stay long); None = C/2, 0 = never."""
     seed: int = 1234
     """Seed of the built-in model's weights."""
     grouping_policy: str = "greedy"
@@ -68,6 +71,8 @@ class RwtttConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.wait_budget_steps < 0:
             raise ValueError(f"wait budget must be >= 0, got {self.wait_budget_steps}")
+        if self.align_rounds is not None and self.align_rounds < 0:
+            raise ValueError(f"align rounds must be >= 0, got {self.align_rounds}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for but no CUDA device is available")
         if self.model is not None and not os.path.isdir(self.model):

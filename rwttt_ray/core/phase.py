@@ -48,16 +48,20 @@ class PhaseResult:
 
 
 def plan_phase(progress: Mapping[OwnerId, OwnerProgress], committed: Callable[[OwnerId], int],
-               planner: BatchPlanner, tag_fn: TagFn, start_step: int, max_rounds: int
-               ) -> tuple[tuple[tuple[Group, ...], ...], tuple[Group, ...], int]:
+               planner: BatchPlanner, tag_fn: TagFn, start_step: int, max_rounds: int,
+               align_rounds: int = 0) -> tuple[tuple[tuple[Group, ...], ...], tuple[Group, ...], int]:
     """Simulate up to `max_rounds` READ rounds through `planner`; return (rounds, writes, steps).
 
-    Stops after the first round in which an owner reaches a WRITE boundary. Owners already at a
-    boundary do not READ; every owner at a boundary at the end is planned into a WRITE group.
+    The phase ends after the round in which an owner reaches a WRITE boundary, unless every
+    other reading owner reaches its own boundary within `align_rounds` rounds of waiting: then
+    the owners at a boundary sit out (they do not READ) and all WRITE together, so owners that
+    arrived apart fall into step (see `keep_waiting`). Every owner at a boundary at the end is
+    planned into a WRITE group.
     """
     sim = dict(progress)
     rounds: list[tuple[Group, ...]] = []
     step = start_step
+    waited: dict[OwnerId, int] = {}
     for _ in range(max_rounds):
         _submit(sim, planner, committed, tag_fn, step, Effect.READ)
         groups = planner.plan(step, committed).groups
@@ -65,16 +69,40 @@ def plan_phase(progress: Mapping[OwnerId, OwnerProgress], committed: Callable[[O
         if not groups and not len(planner):
             break
         rounds.append(groups)
-        issued = [o for g in groups for o in g.owner_ids]
-        for o in issued:
+        for o in (o for g in groups for o in g.owner_ids):
             sim[o] = sim[o].after_read()
-        if any(sim[o].write_pending for o in issued):
+        waited = {o: waited.get(o, -1) + 1 for o, p in sim.items() if p.write_pending}
+        if waited and not keep_waiting(sim, waited, align_rounds):
             break
     for o in [t.owner_id for t in planner.pending()]:
         planner.withdraw(o)           # the next phase re-plans from the true progress
     writer = BatchPlanner(max_group_size=planner.max_group_size)   # the phase ends: no waiting
     _submit(sim, writer, committed, tag_fn, step, Effect.WRITE)
     return tuple(rounds), writer.plan(step, committed).groups, step
+
+
+def keep_waiting(sim: Mapping[OwnerId, OwnerProgress], waited: Mapping[OwnerId, int], align_rounds: int) -> bool:
+    """Whether the owners at a WRITE boundary (`waited`: rounds each has sat out) should wait for
+    the reading owners: yes when every reader that will reach a boundary does so in time (no one
+    waits more than `align_rounds` in all), and no waiter is still in its prompt (its next
+    token or prefill chunk is not held back: TTFT)."""
+    if not waited or any(sim[o].pos <= sim[o].num_prompt for o in waited):
+        return False
+    due = [d for o, p in sim.items() if o not in waited
+           if (d := rounds_to_boundary(p, align_rounds)) is not None]
+    return bool(due) and max(waited.values()) + max(due) <= align_rounds
+
+
+def rounds_to_boundary(p: OwnerProgress, limit: int) -> int | None:
+    """READ rounds until the owner's next WRITE boundary; None if it finishes (or needs more
+    than `limit` rounds) first."""
+    for n in range(limit + 1):
+        if p.write_pending:
+            return n
+        if p.next_effect() is not Effect.READ:
+            return None
+        p = p.after_read()
+    return None
 
 
 def _submit(sim, planner, committed, tag_fn, step: int, effect: Effect) -> None:

@@ -61,8 +61,10 @@ class SchedulerCore:
     def __init__(self, chunk: int, ttt: bool = True, max_group_size: int = 64, wait_budget_steps: int = 0,
                  max_rounds: int = 64, placement: PlacementPolicy | None = None,
                  residency: ResidencyPolicy | None = None, grouping_policy: str = "greedy",
-                 fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None) -> None:
+                 fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None,
+                 align_rounds: int | None = None) -> None:
         self.chunk, self.ttt, self.max_rounds = chunk, ttt, max_rounds
+        self.align_rounds = chunk // 2 if align_rounds is None else align_rounds   # see plan_phase
         self.max_group_size, self.wait_budget_steps = max_group_size, wait_budget_steps
         self.placement = placement or LeastLoaded()
         self.residency = residency or LRUResidency()
@@ -78,13 +80,15 @@ class SchedulerCore:
     def from_policies(cls, chunk: int, ttt: bool = True, *, max_group_size: int = 64, wait_budget_steps: int = 0,
                       max_rounds: int = 64, quantum_steps: int | None = None, grouping_policy: str = "greedy",
                       placement_policy: str = "least_loaded", eviction_policy: str = "lru",
-                      fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None) -> "SchedulerCore":
+                      fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None,
+                      align_rounds: int | None = None) -> "SchedulerCore":
         """A core whose policies are chosen by name (RwtttConfig's *_policy fields); `weights`:
         tenant -> share of contended slots (fairness and tenant_lru; default 1)."""
         return cls(chunk, ttt, max_group_size, wait_budget_steps, max_rounds,
                    placement=make_placement(placement_policy),
                    residency=make_residency(eviction_policy, quantum_steps, weights),
-                   grouping_policy=grouping_policy, fairness_policy=fairness_policy, weights=weights)
+                   grouping_policy=grouping_policy, fairness_policy=fairness_policy, weights=weights,
+                   align_rounds=align_rounds)
 
     # -- workers and owners ----------------------------------------------------------------
     def add_worker(self, worker_id: str, shape_prefix: str, capacity: int) -> None:
@@ -188,7 +192,7 @@ class SchedulerCore:
         residents = self._residents(worker_id)
         progress = {o: self.owners[o].progress for o in residents}
         rounds, writes, end = plan_phase(progress, self.ledger.committed, w.planner, self._tag(worker_id),
-                                         self.step, self.max_rounds)
+                                         self.step, self.max_rounds, self.align_rounds)
         if not rounds and not writes and not w.commits and not w.rollbacks:
             return None
         for group in writes:

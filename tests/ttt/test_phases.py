@@ -12,10 +12,11 @@ from tests.ttt.oracle import assert_matches_reference, make_requests
 
 
 class Driver:
-    def __init__(self, model, num_workers=1, max_states=64, quantum=None, max_rounds=64):
+    def __init__(self, model, num_workers=1, max_states=64, quantum=None, max_rounds=64, align=None):
         s = model.settings
         self.model = model
-        self.core = SchedulerCore(s.chunk, s.enabled, max_rounds=max_rounds, residency=LRUResidency(quantum))
+        self.core = SchedulerCore(s.chunk, s.enabled, max_rounds=max_rounds, residency=LRUResidency(quantum),
+                                  align_rounds=align)
         self.workers = {}
         for i in range(num_workers):
             self.add_worker(f"w{i}", max_states)
@@ -86,6 +87,30 @@ def test_phases_match_reference_two_workers(model_c8):
     assert {rec.worker_id for rec in d.core.owners.values()} == {"w0", "w1"}
     assert_matches_reference(model_c8, reqs, d.outcomes())
     assert d.calls < sum(len(r.prompt) + r.max_new_tokens for r in reqs) / 4   # many rounds per call
+
+
+@pytest.mark.parametrize("align", [0, None])
+def test_owners_arriving_apart_fall_into_step(model_c8, align):
+    """Owners admitted a phase apart: with alignment (default C/2) the early ones sit out a few
+    rounds at a boundary and from then on all WRITE in one group per chunk (fewer, longer
+    phases); without it every chunk takes two phases. Outputs equal the reference either way."""
+    reqs = make_requests(4, prompt_lens=[8], gen_lens=[40])
+    d = Driver(model_c8, align=align)
+    for r in reqs[:2]:
+        d.submit(r)
+    d.tick()                                             # the first two are a chunk ahead
+    for r in reqs[2:]:
+        d.submit(r)
+    writes = []
+    while (plan := d.core.next_plan("w0", d.epoch)) is not None:
+        res = d.workers["w0"].run_phase(plan)
+        d.core.settle("w0", plan, res, {o: True for o, _ in d.core.receipts(res)})
+        writes.append(sorted(len(g) for g in plan.writes))
+    assert_matches_reference(model_c8, reqs, d.outcomes())
+    if align is None:
+        assert writes.count([4]) >= 3 and len(writes) <= 8
+    else:
+        assert [4] not in writes and len(writes) > 8
 
 
 def test_more_owners_than_slots_spill_and_reload(model_c8):
