@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
 
+from actors.feed import TokenFeed
 from rwttt_ray.api.keys import load_keys
 from rwttt_ray.api.protocol import (ChatRequest, CompletionRequest, RollbackRequest, chat_prompt, completion_body,
                                     error_body, new_id, usage)
@@ -105,6 +106,7 @@ class Ingress:
         import ray
 
         self.scheduler = ray.get(manager.scheduler.remote())
+        self.feed = TokenFeed(lambda wants, timeout_s: self.scheduler.next_tokens_many.remote(wants, timeout_s))
 
     # -- plumbing -------------------------------------------------------------------------
     def _tenant(self, request: HTTPRequest) -> str:
@@ -116,6 +118,12 @@ class Ingress:
     async def _call(self, method: str, *args, **kw):
         try:
             return await getattr(self.scheduler, method).remote(*args, **kw)
+        except Exception as exc:
+            raise _map_scheduler_error(exc) from None
+
+    async def _next_tokens(self, tenant: str, owner: str, cursor: int) -> dict:
+        try:
+            return await self.feed.next(tenant, owner, cursor)
         except Exception as exc:
             raise _map_scheduler_error(exc) from None
 
@@ -186,7 +194,7 @@ class Ingress:
         decoder, cursor, text, done, ended = codecs.getincrementaldecoder("utf-8")("replace"), 0, "", False, False
         try:
             while not done:
-                res = await self._call("next_tokens", tenant, owner, cursor, 30.0)
+                res = await self._next_tokens(tenant, owner, cursor)
                 cursor += len(res["tokens"])
                 done = res["finished"]
                 piece = decoder.decode(bytes(t - 3 for t in res["tokens"] if 3 <= t < 259), final=done) \

@@ -53,7 +53,7 @@ class SchedulerActor:
             chunk, ttt, max_group_size=config.max_group_size, wait_budget_steps=config.wait_budget_steps,
             max_rounds=max_rounds, quantum_steps=quantum_steps, grouping_policy=config.grouping_policy,
             placement_policy=config.placement_policy, eviction_policy=config.eviction_policy,
-            fairness_policy=config.fairness_policy, weights=weights)
+            fairness_policy=config.fairness_policy, weights=weights, align_rounds=config.align_rounds)
         self.scaler = WorkerScaler(self, autoscaler, launcher, scale_interval_s)
         self.worker_names = list(worker_names)
         self.workers: dict[str, ray.actor.ActorHandle] = {}
@@ -366,6 +366,9 @@ class SchedulerActor:
 
     async def next_tokens(self, tenant: str, owner_id: str, cursor: int, timeout_s: float = 30.0) -> dict:
         return await self.sessions.next_tokens(tenant, owner_id, cursor, timeout_s)
+
+    async def next_tokens_many(self, wants: dict[str, tuple[str, int]], timeout_s: float = 30.0) -> dict[str, dict]:
+        return await self.sessions.next_tokens_many(wants, timeout_s)
 
     async def session_info(self, tenant: str, owner_id: str) -> dict:
         return self.sessions.info(tenant, owner_id)

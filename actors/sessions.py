@@ -16,7 +16,8 @@ from actors.directory import DirectoryEntry, RedisDirectory
 from rwttt_ray.core.metrics import LATENCY_BUCKETS_S, Histogram
 from rwttt_ray.core.request import Request
 from rwttt_ray.core.scheduler import SchedulerCore
-from rwttt_ray.core.tenancy import BusyError, DrainingError, NotFoundError, TenantBook, TenantLimits, VersionConflictError
+from rwttt_ray.core.tenancy import (BusyError, DrainingError, NotFoundError, TenancyError, TenantBook, TenantLimits,
+                                   VersionConflictError)
 
 
 def new_owner_id(prefix: str) -> str:
@@ -30,7 +31,7 @@ class SessionService:
         self.tenants = TenantBook()
         self.sessions: dict[str, dict] = {}       # owner -> {"kept": [versions], "created": t}
         self.done: dict[str, dict] = {}           # finished one-shot results not yet fully read
-        self.events: dict[str, asyncio.Event] = {}
+        self._pulse: asyncio.Future = asyncio.get_running_loop().create_future()   # set at each change
         self.ttft = Histogram(LATENCY_BUCKETS_S)
         self.token_latency = Histogram(LATENCY_BUCKETS_S)
         self.started: dict[str, float] = {}
@@ -81,7 +82,6 @@ class SessionService:
         self.tenants.started(owner_id)
         self.closed.discard(owner_id)
         self.started[owner_id] = time.time()
-        self.events.setdefault(owner_id, asyncio.Event()).clear()
         return owner_id
 
     async def _admit_new(self, tenant: str, req: Request) -> None:
@@ -118,7 +118,7 @@ class SessionService:
             self.token_latency.observe(b - a)
         if rec.finished and owner_id not in self.closed:
             self._finished(owner_id)
-        self.events.setdefault(owner_id, asyncio.Event()).set()
+        self._notify()
 
     def _finished(self, owner_id: str, keep: bool = True) -> None:
         rec = self.core.owners[owner_id]
@@ -145,16 +145,53 @@ class SessionService:
     async def next_tokens(self, tenant: str, owner_id: str, cursor: int, timeout_s: float = 30.0) -> dict:
         """Long-poll: returns as soon as tokens past `cursor` exist or the turn ends."""
         self.tenants.check_owner(tenant, owner_id)
-        while True:
-            res = self.result(owner_id)
-            if len(res["tokens"]) > cursor or res["finished"]:
-                break
-            event = self.events.setdefault(owner_id, asyncio.Event())
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                break
+        deadline = time.monotonic() + timeout_s
+        while not (news := await self.next_tokens_many({owner_id: (tenant, cursor)}, deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                return dict(self.result(owner_id), tokens=[])
+        return news[owner_id]
+
+    async def next_tokens_many(self, wants: dict[str, tuple[str, int]], timeout_s: float = 30.0) -> dict[str, dict]:
+        """Long-poll for many owners in one call (an ingress replica's token feed), `wants`:
+        owner -> (tenant, cursor). Returns the news of every owner that has some as soon as one
+        has, else after the next settle of any phase (the caller then asks again, with owners
+        it has learnt of since), else at the timeout. An owner that is gone (or another
+        tenant's) comes back finished, with an error."""
+        deadline = time.monotonic() + timeout_s
+        for attempt in range(2):
+            news = {}
+            for owner_id, (tenant, cursor) in wants.items():
+                try:
+                    self.tenants.check_owner(tenant, owner_id)
+                except TenancyError as exc:
+                    news[owner_id] = {"tokens": [], "finished": True, "error": str(exc), "finish_reason": "error"}
+                    continue
+                if (res := self._news(owner_id, cursor)) is not None:
+                    news[owner_id] = await self._deliver(owner_id, res, cursor)
+            if news or attempt or not await self._pulse_within(deadline):
+                return news
+        return {}
+
+    def _news(self, owner_id: str, cursor: int) -> dict | None:
+        res = self.result(owner_id)
+        return res if len(res["tokens"]) > cursor or res["finished"] else None
+
+    async def _pulse_within(self, deadline: float) -> bool:
+        """Wait for the next change to any owner's tokens; False at the deadline."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pulse), max(0.0, deadline - time.monotonic()))
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _notify(self) -> None:
+        """Wake every long-poll: a fresh future for the next change."""
+        if not self._pulse.done():
+            self._pulse.set_result(None)
+        self._pulse = asyncio.get_running_loop().create_future()
+
+    async def _deliver(self, owner_id: str, res: dict, cursor: int) -> dict:
+        """The news past `cursor`; a one-shot owner whose end is read is released."""
         res = dict(res, tokens=res["tokens"][cursor:])
         if res["finished"] and owner_id in self.done:
             self.done.pop(owner_id)
@@ -232,7 +269,7 @@ class SessionService:
         for owner_id in stopped:
             self.core.owners[owner_id].error = reason
             self._finished(owner_id, keep=False)
-            self.events.setdefault(owner_id, asyncio.Event()).set()
+        self._notify()
         return stopped
 
     async def release(self, owner_id: str) -> None:
@@ -243,7 +280,6 @@ class SessionService:
             await self.workers[rec.worker_id].release.remote(owner_id)
             self.directory.remove(owner_id, self.epoch())
         self.tenants.forget(owner_id)
-        self.events.pop(owner_id, None)
         self.started.pop(owner_id, None)
         self.closed.discard(owner_id)
         self.done.pop(owner_id, None)
