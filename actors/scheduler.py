@@ -60,6 +60,8 @@ class SchedulerActor:
         self.stale = False
         self.calls, self.call_s, self.compute_s = 0, 0.0, 0.0
         self._wake: dict[str, asyncio.Event] = {}
+        self._arrivals: dict[str, float] = {}     # worker -> when its last new turn arrived
+        self.admit_window_s = config.admit_window_ms / 1e3
         self._changed: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         self._jobs: dict[str, list] = {}          # worker -> [(job, future)] run between its phases
@@ -70,7 +72,7 @@ class SchedulerActor:
         for name in self.worker_names:
             await self._add_worker(name, ray.get_actor(name))
         self.sessions = SessionService(self.core, self.directory, self.workers, lambda: self.epoch,
-                                       lambda w: self._wake[w].set())
+                                       self._arrived)
         self.sessions.set_limits(self.tenant_limits)
         if recover:
             await rebuild_after_restart(self)
@@ -110,8 +112,21 @@ class SchedulerActor:
                                 request=req.to_dict())
         self.core.admit(req, worker_id, tenant_id=tenant_id)   # counts for placement at once
         await self.workers[worker_id].admit.remote(req)   # ordered before any phase that plans it
-        self._wake[worker_id].set()
+        self._arrived(worker_id)
         return req.owner_id
+
+    def _arrived(self, worker_id: str) -> None:
+        """A new turn for the worker: note when (see `_gather`) and wake its loop."""
+        self._arrivals[worker_id] = time.monotonic()
+        self._wake[worker_id].set()
+
+    async def _gather(self, worker_id: str) -> None:
+        """An idle worker woken by arrivals lets the rest of a burst arrive (until none came for
+        admit_window_ms, ten windows at most), so the burst starts as one cohort in step."""
+        start, window = time.monotonic(), self.admit_window_s
+        while window > 0 and (quiet := time.monotonic() - self._arrivals.get(worker_id, 0.0)) < window \
+                and time.monotonic() - start < 10 * window:
+            await asyncio.sleep(window - quiet)
 
     def _result(self, owner_id: str) -> dict:
         rec = self.core.owners[owner_id]
@@ -166,6 +181,7 @@ class SchedulerActor:
             self._wake[worker_id].clear()
             if not self._jobs.get(worker_id):
                 await self._wake[worker_id].wait()
+                await self._gather(worker_id)
             return False
         t0 = time.perf_counter()
         try:

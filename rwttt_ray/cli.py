@@ -22,16 +22,20 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def _positive(kind: str):
+def _positive(kind: str, least: int = 1):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{kind} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{kind} must be >= 1, got {value}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{kind} must be >= {least}, got {value}")
         return value
     return parse
+
+
+def _non_negative(kind: str):
+    return _positive(kind, least=0)
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -74,6 +78,17 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
+SKIPPABLE = ("static_batch1", "replicas", "naive_shared", "static_ceiling", "rwttt_ray", "rwttt_http")
+
+
+def add_scheduler_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--align-rounds", type=_non_negative("--align-rounds"),
+                   help="READ rounds an owner at a WRITE boundary may sit out so owners that arrived apart "
+                        "WRITE together (ray/http; default C/2, 0 = never)")
+    p.add_argument("--admit-window-ms", type=float, default=10.0,
+                   help="an idle worker starts once no request arrived for this long (ray/http; 0 = at once)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rwttt", description="RW-TTT serving on Ray: batched, owner-safe test-time training.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -89,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--repeat", type=_positive("--repeat"), default=3,
                    help="runs of the batched modes (interleaved; the median is reported)")
-    b.add_argument("--skip", action="append", help="mode to skip (repeatable)")
+    b.add_argument("--skip", action="append", choices=SKIPPABLE, metavar="MODE",
+                   help=f"mode to skip (repeatable): {', '.join(SKIPPABLE)}")
     b.add_argument("--json", help="write the figures to this JSON file")
     b.add_argument("--address", help="Ray cluster address (ray backend); default: RAY_ADDRESS or a local cluster")
     b.add_argument("--workers", type=_positive("--workers"), default=1, help="worker actors (ray backend)")
@@ -103,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tenants", action="store_true",
                    help="ray backend: the two-tenant fairness benchmark (one floods 4x the slots, one steady) "
                         "under vtc+tenant_lru and fcfs+lru, instead of the mode table")
+    add_scheduler_flags(b)
     b.add_argument("--tenant-weights", type=_weights, default=(1.0, 1.0),
                    help="--tenants: weights FLOOD,STEADY (default 1,1)")
     add_model_flags(b)
@@ -116,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--wait-budget", type=int, default=0)
     sv.add_argument("--grace-s", type=float, default=20.0,
                     help="on Ctrl-C/SIGTERM: seconds to finish running turns and spill sessions")
+    add_scheduler_flags(sv)
     add_model_flags(sv)
     _add_eval_parser(sub)
     return parser
@@ -162,7 +180,9 @@ def config_from(args) -> "RwtttConfig":
                        ttt_target=args.ttt_target, dtype=args.dtype, device=args.device,
                        max_group_size=getattr(args, "max_group_size", 64),
                        max_states_per_worker=getattr(args, "max_states_per_worker", 64),
-                       wait_budget_steps=getattr(args, "wait_budget", 0))
+                       wait_budget_steps=getattr(args, "wait_budget", 0),
+                       align_rounds=getattr(args, "align_rounds", None),
+                       admit_window_ms=getattr(args, "admit_window_ms", 10.0))
 
 
 def _bench(args) -> int:

@@ -47,6 +47,9 @@ class RwtttConfig:
     align_rounds: int | None = None
     """READ rounds an owner at a WRITE boundary may sit out so owners that arrived apart WRITE
     together (phases stay long); None = C/2, 0 = never."""
+    admit_window_ms: float = 10.0
+    """An idle worker woken by a new turn starts its first phase once no other turn arrived for
+    this long (ten windows at most), so a burst of requests starts in step; 0 = at once."""
     seed: int = 1234
     """Seed of the built-in model's weights."""
     grouping_policy: str = "greedy"
@@ -71,6 +74,8 @@ class RwtttConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.wait_budget_steps < 0:
             raise ValueError(f"wait budget must be >= 0, got {self.wait_budget_steps}")
+        if self.admit_window_ms < 0:
+            raise ValueError(f"admit window must be >= 0 ms, got {self.admit_window_ms}")
         if self.align_rounds is not None and self.align_rounds < 0:
             raise ValueError(f"align rounds must be >= 0, got {self.align_rounds}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():

@@ -22,6 +22,10 @@ def rwttt(*args, timeout=300):
     (["bench", "--model", "/no/such/dir"], "does not exist"),
     (["bench", "--prompt-len", "5000"], "context limit"),
     (["bench", "--wait-budget", "-1"], "wait-budget"),
+    (["bench", "--skip", "sequential"], "invalid choice"),          # the reference every gate needs
+    (["bench", "--align-rounds", "-1"], "--align-rounds must be >= 0"),
+    (["bench", "--admit-window-ms", "-3"], "admit window must be >= 0"),
+    (["serve", "--align-rounds", "x"], "integer"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_nonzero(args, needle):

@@ -51,6 +51,24 @@ def test_actors_match_reference(make_cluster, reference, workers):
     assert RedisDirectory(cluster.redis_url, cluster.namespace).ledger_snapshot() == stats["ledger"]
 
 
+def test_a_burst_of_arrivals_starts_in_one_phase(make_cluster, reference, config):
+    """Requests arriving 30 ms apart at an idle worker, admit window 400 ms: the first phase
+    waits for the burst, so all four prompts (one chunk each) WRITE in it and the rest of the
+    generation (under a chunk) takes one more phase: two worker calls, outputs as the reference."""
+    from dataclasses import replace
+
+    cluster = make_cluster(config=replace(config, admit_window_ms=400.0))
+    reqs = make_requests(4, prompt_lens=[8], gen_lens=[6], seed=5)
+    before = cluster.stats()["calls"]
+    ids = []
+    for req in reqs:
+        ids += cluster.submit([req])
+        time.sleep(0.03)
+    out = cluster.wait(ids)
+    check(reference, reqs, out, cluster)
+    assert cluster.stats()["calls"] - before == 2
+
+
 def test_more_owners_than_slots_spill_and_reload(make_cluster, reference, config):
     from dataclasses import replace
 
