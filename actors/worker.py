@@ -121,14 +121,14 @@ class WorkerActor:
 
     def deltas(self, owner_id: str) -> list | None:
         d = self.core.deltas(owner_id)
-        return None if d is None else [t.numpy() for t in d]
+        return None if d is None else [_host(t) for t in d]
 
     def logits(self, owner_id: str) -> list:
         """Recorded logits, or [] when incomplete: a spill keeps state, not the logits before it."""
         st = self.core.runner.owners.get(owner_id)
         if st is None or len(st.logits) != len(st.generated):
             return []
-        return [t.numpy() for t in st.logits]
+        return [_host(t) for t in st.logits]
 
     def stats(self) -> dict:
         import resource
@@ -170,3 +170,8 @@ class WorkerLauncher:
         return WorkerActor.options(name=name, num_cpus=0 if gpu else self.cpus, num_gpus=1 if gpu else 0,
                                    resources={**self.resources, **(resources or {})}).remote(
             name, self.config, self.redis_url, self.namespace, self.threads, self.record_logits)
+
+
+def _host(t):
+    """A tensor as a host fp32 array (CUDA and bf16 tensors have no .numpy())."""
+    return t.detach().float().cpu().numpy()

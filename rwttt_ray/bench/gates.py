@@ -23,7 +23,7 @@ def tie_flip(want_tokens: Sequence[int], want_logits: Sequence, got_tokens: Sequ
     k = next((i for i, (a, b) in enumerate(zip(want_tokens, got_tokens)) if a != b), None)
     if k is None or k >= min(len(want_logits or ()), len(got_logits or ())):
         return False
-    if max(float((a - b).abs().max()) for a, b in zip(want_logits[:k + 1], got_logits[:k + 1])) > tol:
+    if max(_diff(a, b) for a, b in zip(want_logits[:k + 1], got_logits[:k + 1])) > tol:
         return False
     ref = want_logits[k]
     return float(ref[want_tokens[k]] - ref[got_tokens[k]]) <= tol
@@ -37,6 +37,11 @@ def token_match(mode: ModeResult, ref: ModeResult) -> tuple[int, int]:
     return same, len(ref.tokens)
 
 
+def _diff(a, b) -> float:
+    """Largest |a - b|, on the host in fp32 (a mode's logits may sit on another device)."""
+    return float((a.detach().float().cpu() - b.detach().float().cpu()).abs().max())
+
+
 def max_logit_diff(mode: ModeResult, ref: ModeResult) -> float | None:
     """None when the mode exposes no logits (the HTTP path: they stay on the workers)."""
     if not any(mode.logits.values()):
@@ -46,7 +51,7 @@ def max_logit_diff(mode: ModeResult, ref: ModeResult) -> float | None:
         got, want = mode.tokens.get(o) or [], ref.tokens.get(o) or []
         n = next((i + 1 for i, (a, b) in enumerate(zip(got, want)) if a != b), len(ref_logits))
         for a, b in zip(mode.logits.get(o, [])[:n], ref_logits[:n]):   # past a tie flip the inputs differ
-            worst = max(worst, float((a - b).abs().max()))
+            worst = max(worst, _diff(a, b))
     return worst
 
 

@@ -37,7 +37,9 @@ class NaiveSharedRunner(GroupRunner):
         s, owners = self.settings, group.owner_ids
         if self.pool.slot_of(SHARED) is None:
             self.pool.load(SHARED, [torch.zeros_like(layer[0]) for layer in self.pool.layers])
-        slot, idx = self.pool.slot_of(SHARED), torch.tensor([self.seqs.owner_slot[o] for o in owners])
+        slot = self.pool.slot_of(SHARED)
+        idx = torch.tensor([self.seqs.owner_slot[o] for o in owners],
+                           device=self.seqs.hbuf[0].device if self.seqs.hbuf else None)
         for ti, layer_idx in enumerate(s.layers):
             h = self.seqs.hbuf[ti].index_select(0, idx)
             src = (self.seqs.xbuf if self.seqs.sbuf is None else self.seqs.sbuf)[ti].index_select(0, idx)

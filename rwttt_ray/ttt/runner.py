@@ -160,7 +160,11 @@ class GroupRunner:
         return GroupResult(receipts=tuple(WriteReceipt(o, self.owners[o].writes, self._checksum(o)) for o in owners))
 
     def _write_candidates(self, owners: tuple[str, ...]) -> None:
-        s, slots = self.settings, torch.tensor([self.seqs.owner_slot[o] for o in owners])
+        s = self.settings
+        # the index must live on the buffers' device: index_select of a CUDA tensor with a CPU index
+        # raises, and the engine would count every WRITE as failed
+        slots = torch.tensor([self.seqs.owner_slot[o] for o in owners],
+                             device=self.seqs.hbuf[0].device if self.seqs.hbuf else None)
         for ti, layer_idx in enumerate(s.layers):
             h = self.seqs.hbuf[ti].index_select(0, slots)                           # [G, C, F], kept from READ
             buf = self.seqs.xbuf if self.seqs.sbuf is None else self.seqs.sbuf
