@@ -37,6 +37,19 @@ def token_match(mode: ModeResult, ref: ModeResult) -> tuple[int, int]:
     return same, len(ref.tokens)
 
 
+def mismatches(mode: ModeResult, ref: ModeResult, most: int = 3) -> list[dict]:
+    """For the report: up to `most` owners whose tokens differ (lengths, first differing index,
+    whether it was a near-tie flip), so a failed token gate says how it failed."""
+    out = []
+    for o, want in ref.tokens.items():
+        got = mode.tokens.get(o) or []
+        if got != want and len(out) < most:
+            first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            out.append({"owner": o, "ref_len": len(want), "got_len": len(got), "first_diff": first,
+                        "tie_flip": tie_flip(want, ref.logits.get(o), got, mode.logits.get(o))})
+    return out
+
+
 def _diff(a, b) -> float:
     """Largest |a - b|, on the host in fp32 (a mode's logits may sit on another device)."""
     return float((a.detach().float().cpu() - b.detach().float().cpu()).abs().max())
@@ -78,6 +91,8 @@ def gates(rwttt: ModeResult, naive: ModeResult | None, ref: ModeResult, tol: flo
            "max_logit_diff": max_logit_diff(rwttt, ref), "logit_tolerance": tol}
     diff = out["max_logit_diff"]
     out["passed"] = out["contract_held"] is not False and same == total and (diff is None or diff <= tol)
+    if same != total:
+        out["token_mismatches"] = mismatches(rwttt, ref)
     if naive is not None:
         nsame, _ = token_match(naive, ref)
         out["naive_token_match"] = f"{nsame}/{total}"

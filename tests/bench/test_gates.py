@@ -1,7 +1,7 @@
 """The near-tie comparator of the token gates: a flip passes only at a real near-tie."""
 import torch
 
-from rwttt_ray.bench.gates import max_logit_diff, tie_flip, token_match
+from rwttt_ray.bench.gates import gates, max_logit_diff, tie_flip, token_match
 from rwttt_ray.bench.modes import ModeResult
 
 L = lambda *v: torch.tensor(v)   # noqa: E731
@@ -27,3 +27,14 @@ def test_a_flip_without_a_tie_or_after_drift_does_not_match():
     drift = _mode("rwttt", [1, 0], [L(0., 1.2), L(0.5, 0.5)])          # logits parted before
     assert token_match(far, ref) == (0, 1) and token_match(drift, ref) == (0, 1)
     assert max_logit_diff(far, ref) > 1e-4
+
+
+def test_a_failed_token_gate_says_how_it_failed():
+    """A stream that stops early matches the reference's logits as far as it goes: the gate
+    fails on tokens, and the report names the owner, both lengths and where they part."""
+    ref = _mode("sequential", [1, 1, 0], [L(0., 1.), L(0., 1.), L(1., 0.)])
+    short = _mode("rwttt", [1, 1], [L(0., 1.), L(0., 1.)])
+    g = gates(short, None, ref)
+    assert not g["passed"] and g["max_logit_diff"] == 0.0
+    assert g["token_mismatches"] == [{"owner": "o", "ref_len": 3, "got_len": 2, "first_diff": 2, "tie_flip": False}]
+    assert "token_mismatches" not in gates(ref, None, ref)

@@ -64,7 +64,9 @@ def test_the_gates_see_the_ttt_writes(model_c8):
 def test_broken_engines_fail_both_gates(model_c8, runner_cls):
     report = _gates(model_c8, runner_cls)
     assert not report.nll.passed and not report.drift.passed and not report.passed
-    assert report.nll.delta > 1e-3 and report.drift.top5_min < 1.0
+    # NOTE: no fixed size for the damage: a dropped WRITE publishes whatever its (torch.empty)
+    # candidate buffer held, so how far NLL moves varies from run to run; it is over the tolerance
+    assert report.nll.delta > report.nll.tol and report.drift.top5_min < 1.0
 
 
 def test_engine_logits_line_up_with_the_continuation(model_c8):
