@@ -15,6 +15,14 @@ from rwttt_ray.bench.traces import Trace
 from rwttt_ray.core.request import Request
 
 
+def _inproc_wall(args, model, trace: Trace) -> float:
+    """One in-process RW-TTT run right beside a backend pass: the pair's ratio is not moved by
+    the machine getting faster or slower between the modes (see report.ratios)."""
+    from rwttt_ray.bench import modes
+
+    return modes.run_rwttt(model, trace, args.max_group_size, args.wait_budget).wall_s
+
+
 def _submit_trace(cluster, trace: Trace, step_s: float) -> list[str]:
     ids, t0 = [], time.perf_counter()
     for req, step in sorted(zip(trace.requests, trace.arrival_steps), key=lambda x: x[1]):
@@ -53,11 +61,12 @@ def run_ray(args, model, trace: Trace) -> ModeResult:
                            max_rounds=args.rounds_per_call, record_logits=True, quantum_steps=args.quantum_steps)
     try:
         cluster.run([Request("warmup", (5, 6, 7), 4)])
-        runs = []
+        runs, paired = [], []
         for i in range(max(1, args.repeat)):
             before = cluster.stats()
             out, wall, start = _timed_run(cluster, trace, args.step_ms / 1e3, f"#{i}")
             runs.append((wall, out, start, before, cluster.stats(), i))
+            paired.append(_inproc_wall(args, model, trace))
         wall, out, start, before, after, i = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         res = ModeResult("rwttt_ray", {o: r["tokens"] for o, r in out.items()}, wall)
         res.versions = {o: r["version"] for o, r in out.items()}
@@ -77,7 +86,8 @@ def run_ray(args, model, trace: Trace) -> ModeResult:
                          tokens_per_call=round(res.num_tokens / max(1, calls), 1),
                          ray_overhead_ms_per_call=round(1e3 * overhead / max(1, calls), 3), repeats=len(runs),
                          worker_compute_s=round(after["compute_s"] - before["compute_s"], 4),
-                         all_walls_s=[round(r[0], 4) for r in runs])
+                         all_walls_s=[round(r[0], 4) for r in runs],
+                         paired_inproc_walls_s=[round(w, 4) for w in paired])
         return res
     finally:
         cluster.shutdown()
@@ -144,8 +154,10 @@ def run_http(args, model, trace: Trace) -> ModeResult:
     try:
         with httpx.Client(limits=limits) as client:
             _http_pass(client, url, ["warm up"] * len(prompts), 4)   # service, model, connections: warm
-            runs = [_http_pass(client, url, prompts, trace.requests[0].max_new_tokens)
-                    for _ in range(max(1, args.repeat))]
+            runs, paired = [], []
+            for _ in range(max(1, args.repeat)):
+                runs.append(_http_pass(client, url, prompts, trace.requests[0].max_new_tokens))
+                paired.append(_inproc_wall(args, model, trace))
     finally:
         serve.delete("rwttt-bench")
         _stop_service("rwttt-bench-http")
@@ -154,6 +166,7 @@ def run_http(args, model, trace: Trace) -> ModeResult:
     res.ttft_s = [o["ttft"] for o in outs]
     res.token_gaps_s = [b - a for o in outs for a, b in zip(o["times"], o["times"][1:])]
     res.extra.update(clients=len(prompts), repeats=len(runs), all_walls_s=[round(r[0], 4) for r in runs],
+                     paired_inproc_walls_s=[round(w, 4) for w in paired],
                      client_cpu_s=round(outs[0]["client_cpu_s"], 3),
                      note="token ids from the stream; logits stay on the workers")
     return res

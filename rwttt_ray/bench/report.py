@@ -21,7 +21,18 @@ def ratios(results: dict[str, ModeResult]) -> dict[str, float]:
     for name in results:
         if name.startswith("rwttt_") and name != "rwttt_inproc":
             out[f"{name}_vs_inproc"] = r(name, "rwttt_inproc")
+            out[f"{name}_vs_inproc_paired"] = paired_ratio(results[name])
     return {k: v for k, v in out.items() if v is not None}
+
+
+def paired_ratio(res: ModeResult) -> float | None:
+    """Median over a backend's passes of (in-process wall / backend wall), each in-process run
+    made right after its pass: the ratio to read on a machine whose speed drifts."""
+    walls, inproc = res.extra.get("all_walls_s"), res.extra.get("paired_inproc_walls_s")
+    if not walls or not inproc or len(walls) != len(inproc):
+        return None
+    pairs = sorted(i / w for w, i in zip(walls, inproc) if w > 0)
+    return round(pairs[len(pairs) // 2], 3) if pairs else None
 
 
 def table(results: dict[str, ModeResult]) -> str:

@@ -1,4 +1,5 @@
-"""The near-tie comparator of the token gates: a flip passes only at a real near-tie."""
+"""Bench report pieces: the near-tie comparator of the token gates (a flip passes only at a real
+near-tie), how a failed gate reports itself, and the paired backend ratio."""
 import torch
 
 from rwttt_ray.bench.gates import gates, max_logit_diff, tie_flip, token_match
@@ -38,3 +39,13 @@ def test_a_failed_token_gate_says_how_it_failed():
     assert not g["passed"] and g["max_logit_diff"] == 0.0
     assert g["token_mismatches"] == [{"owner": "o", "ref_len": 3, "got_len": 2, "first_diff": 2, "tie_flip": False}]
     assert "token_mismatches" not in gates(ref, None, ref)
+
+
+def test_paired_ratio_is_the_median_of_adjacent_pairs():
+    from rwttt_ray.bench.report import paired_ratio
+
+    res = ModeResult("rwttt_http", {}, 1.0)
+    res.extra.update(all_walls_s=[2.0, 4.0, 1.0], paired_inproc_walls_s=[1.8, 2.0, 0.95])
+    assert paired_ratio(res) == 0.9               # pairs 0.9, 0.5, 0.95: the slow pass is an outlier
+    res.extra["paired_inproc_walls_s"] = [1.0]
+    assert paired_ratio(res) is None               # passes without a partner: no paired figure
