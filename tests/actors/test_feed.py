@@ -37,11 +37,22 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 5))
 
 
+def feed_over_fake():
+    s = FakeScheduler()
+    return s, TokenFeed(s.call)
+
+
+async def reading(feed, owner, cursor=0):
+    """A stream asking the feed for `owner`'s tokens past `cursor`, its ask registered."""
+    read = asyncio.ensure_future(feed.next("t", owner, cursor))
+    await asyncio.sleep(0)
+    return read
+
+
 def test_many_streams_share_one_call_per_change():
     async def main():
-        s = FakeScheduler()
-        feed = TokenFeed(s.call)
-        reads = [asyncio.ensure_future(feed.next("t", o, 0)) for o in ("a", "b", "c")]
+        s, feed = feed_over_fake()
+        reads = [asyncio.ensure_future(feed.next("t", o, 0)) for o in ("a", "b", "c")]   # before the feed asks
         await asyncio.sleep(0)
         s.publish(a={"tokens": [1]}, b={"tokens": [2]}, c={"tokens": [3]})
         assert [r["tokens"] for r in await asyncio.gather(*reads)] == [[1], [2], [3]]
@@ -52,12 +63,9 @@ def test_many_streams_share_one_call_per_change():
 
 def test_a_stream_that_starts_during_a_call_joins_the_next():
     async def main():
-        s = FakeScheduler()
-        feed = TokenFeed(s.call)
-        first = asyncio.ensure_future(feed.next("t", "a", 0))
-        await asyncio.sleep(0)
-        late = asyncio.ensure_future(feed.next("t", "b", 4))
-        await asyncio.sleep(0)
+        s, feed = feed_over_fake()
+        first = await reading(feed, "a")
+        late = await reading(feed, "b", 4)
         s.publish(a={"tokens": [1]}, b={"tokens": [9]})
         assert (await first)["tokens"] == [1] and (await late)["tokens"] == [9]
         return s.calls
@@ -66,10 +74,8 @@ def test_a_stream_that_starts_during_a_call_joins_the_next():
 
 def test_a_failed_call_reaches_every_waiting_stream():
     async def main():
-        s = FakeScheduler()
-        feed = TokenFeed(s.call)
-        reads = [asyncio.ensure_future(feed.next("t", o, 0)) for o in ("a", "b")]
-        await asyncio.sleep(0)
+        s, feed = feed_over_fake()
+        reads = [await reading(feed, o) for o in ("a", "b")]
         s.fail = RuntimeError("scheduler died")
         s.changed.set()
         return await asyncio.gather(*reads, return_exceptions=True)
@@ -78,16 +84,13 @@ def test_a_failed_call_reaches_every_waiting_stream():
 
 def test_a_stream_that_goes_away_is_forgotten():
     async def main():
-        s = FakeScheduler()
-        feed = TokenFeed(s.call)
-        gone = asyncio.ensure_future(feed.next("t", "a", 0))
-        await asyncio.sleep(0)
+        s, feed = feed_over_fake()
+        gone = await reading(feed, "a")
         gone.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gone
         assert feed.waiting == {}
-        stays = asyncio.ensure_future(feed.next("t", "b", 0))
-        await asyncio.sleep(0)
+        stays = await reading(feed, "b")
         s.publish(b={"tokens": [5]})
         return (await stays)["tokens"]
     assert run(main()) == [5]
@@ -95,10 +98,8 @@ def test_a_stream_that_goes_away_is_forgotten():
 
 def test_one_owner_read_by_two_streams_at_once_is_refused():
     async def main():
-        s = FakeScheduler()
-        feed = TokenFeed(s.call)
-        first = asyncio.ensure_future(feed.next("t", "a", 0))
-        await asyncio.sleep(0)
+        s, feed = feed_over_fake()
+        first = await reading(feed, "a")
         with pytest.raises(RuntimeError, match="two streams"):
             await feed.next("t", "a", 0)
         first.cancel()
