@@ -16,6 +16,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.adoption import adopt_spilled, rebuild_after_restart
+from actors.operations import drain_service, migrate_owner
 from actors.scheduler_metrics import render_metrics
 from actors.directory import (DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier,
                               UnknownEntryError)
@@ -63,6 +64,7 @@ class SchedulerActor:
         self._arrivals: dict[str, float] = {}     # worker -> when its last new turn arrived
         self.admit_window_s = config.admit_window_ms / 1e3
         self._changed: asyncio.Event | None = None
+        self.sessions: SessionService | None = None   # made in start(), on the actor's loop
         self._tasks: list[asyncio.Task] = []
         self._jobs: dict[str, list] = {}          # worker -> [(job, future)] run between its phases
 
@@ -270,8 +272,11 @@ class SchedulerActor:
         self.directory.append_tokens({owner_id: rec.tokens})
 
     def _notify(self) -> None:
+        """Wake `wait` callers and the sessions' long-polls: owners' tokens or ends changed."""
         if self._changed is not None:
             self._changed.set()
+        if self.sessions is not None:
+            self.sessions.pulse()
 
     # -- recovery ---------------------------------------------------------------------------
     async def _recover_worker(self, worker_id: str) -> None:
@@ -290,48 +295,15 @@ class SchedulerActor:
     # -- operations -------------------------------------------------------------------------
     async def migrate(self, owner_id: str, dst: str) -> None:
         """Move an owner's committed state to another worker, between two of its source's phases."""
-        src = self.core.owners[owner_id].worker_id
-        if src == dst:
-            return
-
-        async def job() -> None:
-            if self.core.owners.get(owner_id) is None or self.core.owners[owner_id].worker_id != src:
-                raise KeyError(f"owner {owner_id} left worker {src} before it could migrate")
-            await self._publish_pending(src, owner_id)
-            handover = self.workers[src].handover.remote(owner_id)    # object store, worker to worker
-            await self.workers[dst].accept.remote(handover)
-            self.core.owners[owner_id].worker_id = dst
-            self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE,
-                                expected_version=self.core.ledger.committed(owner_id))
-            self._wake[dst].set()
-        await self._between_phases(src, job)
+        await migrate_owner(self, owner_id, dst)
 
     async def drain_worker(self, name: str) -> list[str]:
         """Operations: move every owner off a worker (between its phases), then stop it."""
         return await self.scaler.drain(name)
 
     async def drain(self, grace_s: float = 20.0) -> dict:
-        """Graceful shutdown: refuse new turns, let running ones finish for most of `grace_s`,
-        stop the rest, then spill every session's committed state to the shared store (payload
-        first, then the directory entry), so nothing committed is lost with the workers."""
-        self.sessions.draining = True
-        deadline = time.monotonic() + 0.75 * grace_s
-        while any(not r.finished for r in self.core.owners.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        stopped = self.sessions.stop_all("the server is shutting down")
-        keys = [await self._spill_to_store(o) for o in list(self.sessions.sessions) if o in self.core.owners]
-        return {"spilled": len(keys), "stopped": len(stopped), "payload_keys": keys}
-
-    async def _spill_to_store(self, owner_id: str) -> str:
-        worker_id = self.core.owners[owner_id].worker_id
-
-        async def job() -> str:
-            await self._publish_pending(worker_id, owner_id)
-            version = self.core.ledger.committed(owner_id)
-            key = await self.workers[worker_id].spill_to_store.remote(owner_id, version, self.epoch)
-            self.core.owners[owner_id].resident = False
-            return key
-        return await self._between_phases(worker_id, job)
+        """Graceful shutdown (actors/operations.py): running turns finish, sessions spill to the store."""
+        return await drain_service(self, grace_s)
 
     async def _between_phases(self, worker_id: str, job):
         """Run `job()` on the worker's loop between two phases (none of its phases in flight)."""
@@ -346,15 +318,6 @@ class SchedulerActor:
                 done.set_result(await job())
             except Exception as exc:
                 done.set_exception(exc)
-
-    async def _publish_pending(self, worker_id: str, owner_id: str) -> None:
-        """Tell the worker the ledger's verdict on the owner's last WRITE before its state moves."""
-        w = self.core.workers[worker_id]
-        publish, discard = [o for o in w.commits if o == owner_id], [o for o in w.rollbacks if o == owner_id]
-        w.commits = [o for o in w.commits if o != owner_id]
-        w.rollbacks = [o for o in w.rollbacks if o != owner_id]
-        if publish or discard:
-            await self.workers[worker_id].reconcile.remote(publish, discard)
 
     async def stats(self) -> dict:
         return {"epoch": self.epoch, "calls": self.calls, "call_s": self.call_s, "compute_s": self.compute_s,
