@@ -118,7 +118,6 @@ class SessionService:
             self.token_latency.observe(b - a)
         if rec.finished and owner_id not in self.closed:
             self._finished(owner_id)
-        self._notify()
 
     def _finished(self, owner_id: str, keep: bool = True) -> None:
         rec = self.core.owners[owner_id]
@@ -184,8 +183,8 @@ class SessionService:
         except asyncio.TimeoutError:
             return False
 
-    def _notify(self) -> None:
-        """Wake every long-poll: a fresh future for the next change."""
+    def pulse(self) -> None:
+        """Wake every long-poll (once per settled phase): a fresh future for the next change."""
         if not self._pulse.done():
             self._pulse.set_result(None)
         self._pulse = asyncio.get_running_loop().create_future()
@@ -269,7 +268,7 @@ class SessionService:
         for owner_id in stopped:
             self.core.owners[owner_id].error = reason
             self._finished(owner_id, keep=False)
-        self._notify()
+        self.pulse()
         return stopped
 
     async def release(self, owner_id: str) -> None:
