@@ -79,10 +79,9 @@ def teacher_forced(runner_cls: type[GroupRunner]) -> type[GroupRunner]:
     class TeacherForcedRunner(runner_cls):  # type: ignore[valid-type, misc]
         targets: dict[str, list[int]] = {}
 
-        def _emit(self, st: OwnerState, logits: torch.Tensor) -> int:
-            super()._emit(st, logits)           # records logits, advances progress
-            st.stream[-1] = self.targets[st.request.owner_id][len(st.generated) - 1]
-            return st.stream[-1]
+        def _emit(self, owner_id: str, st: OwnerState, logits: torch.Tensor, out) -> None:
+            super()._emit(owner_id, st, logits, out)    # records logits, advances progress
+            st.stream[-1] = out.tokens[owner_id] = self.targets[owner_id][len(st.generated) - 1]
 
     TeacherForcedRunner.__name__ = f"TeacherForced{runner_cls.__name__}"
     return TeacherForcedRunner

@@ -43,6 +43,9 @@ class PhaseResult:
     receipts: list[WriteReceipt] = field(default_factory=list)
     failed_writes: list[OwnerId] = field(default_factory=list)           # rolled back on the worker
     spilled: list[OwnerId] = field(default_factory=list)                 # moved to the host tier
+    logprobs: dict[OwnerId, list] = field(default_factory=dict)          # per emitted token, if asked
+    stops: dict[OwnerId, int | str] = field(default_factory=dict)        # stop id/string that ended a turn
+    kept: list[tuple[OwnerId, int | None]] = field(default_factory=list)  # session turns kept (None: failed)
     compute_s: float = 0.0
     error: str = ""
 

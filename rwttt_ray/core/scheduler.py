@@ -33,6 +33,8 @@ class OwnerRecord:
     worker_id: str
     tokens: list[int] = field(default_factory=list)   # generated so far (the token log)
     token_times: list[float] = field(default_factory=list)   # wall clock when each token was settled
+    logprobs: list = field(default_factory=list)      # per token, when the request asks for them
+    stop_reason: int | str | None = None              # the stop id or string that ended the turn
     resident: bool = True
     last_run_step: int = 0
     resident_since: int = 0
@@ -190,7 +192,7 @@ class SchedulerCore:
         """The worker's next phase, or None when it has nothing to do."""
         w = self.workers[worker_id]
         residents = self._residents(worker_id)
-        progress = {o: self.owners[o].progress for o in residents}
+        progress = {o: self.owners[o].progress for o in residents if self.owners[o].error is None}   # a cut turn stops
         rounds, writes, end = plan_phase(progress, self.ledger.committed, w.planner, self._tag(worker_id),
                                          self.step, self.max_rounds, self.align_rounds)
         if not rounds and not writes and not w.commits and not w.rollbacks:
@@ -220,6 +222,10 @@ class SchedulerCore:
             if o in live:
                 live[o].tokens.extend(toks)
                 live[o].token_times.extend([now] * len(toks))
+                live[o].logprobs.extend(result.logprobs.get(o, ()))
+        for o, reason in result.stops.items():
+            if o in live:
+                live[o].stop_reason = reason
         for o, p in result.progress.items():
             if o in live:
                 self._charge(w, live[o], p)

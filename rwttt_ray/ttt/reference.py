@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from rwttt_ray.text.codec import TextCodec
+from rwttt_ray.text.stops import StopChecker
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.sampling import Request, sample
 
@@ -107,21 +109,25 @@ class SequentialReference:
 
         hf, results = self.model.hf, []
         with self._patched() as mlps:
-            cache, carry = DynamicCache(), []
+            cache, carry, stream = DynamicCache(), [], []
             for req in turns:
                 res = ReferenceResult(tokens=[])
                 block = carry + list(req.prompt)
+                stream += list(req.prompt)
+                stops = StopChecker(TextCodec(self.model.tokenizer), req.stop, req.stop_ids, req.skip_special_tokens,
+                                    context=stream)
                 while True:
                     ids = torch.tensor([block], device=hf.device)
                     for m in mlps.values():
                         m.embeds = hf.model.embed_tokens(ids)[0]
-                    logits = hf(input_ids=ids, past_key_values=cache, use_cache=True).logits[0, -1].float()
+                    logits = hf(input_ids=ids, cache=cache, use_cache=True).logits[0, -1].float()
                     if self.record_logits:
                         res.logits.append(logits.clone())
-                    tok = sample(logits, req, len(res.tokens))
+                    tok = sample(logits, req, len(res.tokens), res.tokens, stream)
                     res.tokens.append(tok)
+                    stream.append(tok)
                     res.token_times_s.append(time.perf_counter())
-                    if len(res.tokens) >= req.max_new_tokens or tok in req.stop_ids:
+                    if stops.push(tok) is not None or len(res.tokens) >= req.max_new_tokens:
                         break
                     block = [tok]
                 carry = [res.tokens[-1]]

@@ -20,7 +20,9 @@ from rwttt_ray.ttt.forward import BatchView, FastWeightForward
 from rwttt_ray.ttt.kernels import chunk_values
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.pool import FastWeightPool
-from rwttt_ray.ttt.sampling import Request, sample
+from rwttt_ray.text.codec import TextCodec
+from rwttt_ray.text.stops import StopChecker, StopReason
+from rwttt_ray.ttt.sampling import Request, TokenLogprobs, sample, token_logprobs
 from rwttt_ray.ttt.seqpool import SequencePool
 from rwttt_ray.ttt.state_io import OwnerSnapshot
 
@@ -34,6 +36,7 @@ class OwnerState:
     stream: list[int]                                 # prompt + generated tokens
     progress: OwnerProgress
     logits: list[torch.Tensor] = field(default_factory=list)  # per emitted token, if recorded
+    checker: StopChecker | None = None                # stop strings of this turn (made at its first token)
 
     @property
     def generated(self) -> list[int]:
@@ -50,10 +53,13 @@ class OwnerState:
 
 @dataclass(frozen=True, slots=True)
 class GroupResult:
-    """Tokens emitted per owner by a READ group, or receipts of a WRITE group."""
+    """Tokens emitted per owner by a READ group (with logprobs and stop reasons where there are
+    some), or receipts of a WRITE group."""
 
     tokens: dict[str, int] = field(default_factory=dict)
     receipts: tuple[WriteReceipt, ...] = ()
+    logprobs: dict[str, TokenLogprobs] = field(default_factory=dict)
+    stops: dict[str, StopReason] = field(default_factory=dict)
 
 
 class GroupRunner:
@@ -77,6 +83,7 @@ class GroupRunner:
         self.owners: dict[str, OwnerState] = {}
         self.shape_prefix = f"{str(dtype).removeprefix('torch.')}:{cfg.hidden_size}x{cfg.intermediate_size}:C{s.chunk}"
         self.write_fault: Callable[[str], None] | None = None   # test hook: raise inside a WRITE
+        self.codec = TextCodec(model.tokenizer)                  # stop strings are matched on its text
 
     # -- owners ---------------------------------------------------------------------------
     def admit(self, req: Request, generated: list[int] | None = None) -> None:
@@ -87,7 +94,7 @@ class GroupRunner:
         gen = list(generated or [])
         progress = OwnerProgress(self.settings.chunk, len(req.prompt), len(req.prompt) + len(gen),
                                  req.max_new_tokens, ttt=self.settings.enabled,
-                                 done=len(gen) >= req.max_new_tokens or bool(gen and gen[-1] in req.stop_ids))
+                                 done=len(gen) >= req.max_new_tokens or self._stopped(req, gen))
         self.seqs.allocate(req.owner_id)
         self.owners[req.owner_id] = OwnerState(req, list(req.prompt) + gen, progress)
 
@@ -128,24 +135,53 @@ class GroupRunner:
         view = BatchView(tuple(self.seqs.owner_slot[o] for o in group.owner_ids), tuple(st.pos for st in states),
                          tuple(st.progress.fill for st in states), tuple(self._fast_slot(o) for o in group.owner_ids))
         logits = self.forward(torch.tensor(blocks), view)
-        emitted = {}
+        out = GroupResult()
         for b, (o, st) in enumerate(zip(group.owner_ids, states)):
             if st.pos + len(blocks[b]) == len(st.stream):
-                emitted[o] = self._emit(st, logits[b])
+                self._emit(o, st, logits[b], out)
             else:
                 st.progress = st.progress.after_read()
-        return GroupResult(tokens=emitted)
+        return out
 
     def _fast_slot(self, owner_id: str) -> int | None:
         return self.pool.slot_of(owner_id)
 
-    def _emit(self, st: OwnerState, logits: torch.Tensor) -> int:
+    def _emit(self, owner_id: str, st: OwnerState, logits: torch.Tensor, out: GroupResult) -> None:
+        """Sample the owner's next token, and decide here whether its turn ends with it."""
+        req = st.request
         if self.record_logits:
             st.logits.append(logits.clone())
-        tok = sample(logits, st.request, len(st.generated))
+        shaped = req.shapes_logits
+        tok = sample(logits, req, len(st.generated), st.generated if shaped else (), st.stream if shaped else ())
         st.stream.append(tok)
-        st.progress = st.progress.after_read(stopped=tok in st.request.stop_ids)
-        return tok
+        out.tokens[owner_id] = tok
+        if req.logprobs is not None:
+            out.logprobs[owner_id] = token_logprobs(logits, tok, req.logprobs)
+        reason = self._stop_reason(st, tok)
+        if reason is not None:
+            out.stops[owner_id] = reason
+        st.progress = st.progress.after_read(stopped=reason is not None)
+
+    def _checker(self, req: Request, prompt: list[int]) -> StopChecker:
+        return StopChecker(self.codec, req.stop, req.stop_ids, req.skip_special_tokens, context=prompt)
+
+    def _stop_reason(self, st: OwnerState, tok: int) -> StopReason:
+        if tok in st.request.stop_ids:
+            return tok
+        if not st.request.stop:
+            return None
+        if st.checker is None:        # the turn's first token, or an owner rebuilt mid-turn
+            st.checker = self._checker(st.request, st.stream[:st.progress.num_prompt])
+            st.checker.replay(st.generated[:-1])
+        return st.checker.push(tok)
+
+    def _stopped(self, req: Request, generated: list[int]) -> bool:
+        """Whether a turn that generated these tokens has ended at a stop (a rebuilt owner)."""
+        if not generated:
+            return False
+        if generated[-1] in req.stop_ids:
+            return True
+        return bool(req.stop) and self._checker(req, list(req.prompt)).replay(generated) is not None
 
     def _run_write(self, group: Group) -> GroupResult:
         owners = group.owner_ids
@@ -243,7 +279,7 @@ class GroupRunner:
         if len(req.prompt) + req.max_new_tokens > self.max_seq_len:
             raise ValueError(f"session would reach {len(req.prompt) + req.max_new_tokens} tokens, "
                              f"over the context limit {self.max_seq_len}")
-        st.request, st.stream = req, list(req.prompt)
+        st.request, st.stream, st.checker = req, list(req.prompt), None
         st.progress = replace(st.progress, num_prompt=len(req.prompt), stream_len=len(req.prompt),
                               max_new_tokens=req.max_new_tokens, done=False)
 

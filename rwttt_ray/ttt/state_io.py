@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import msgpack
 import torch
@@ -47,8 +47,7 @@ def dumps(snap: OwnerSnapshot) -> bytes:
         chunks.append(data)
         offset += len(data)
     body = b"".join(chunks)
-    req = asdict(snap.request)
-    header = msgpack.packb({"owner_id": snap.request.owner_id, "request": req, "version": snap.version,
+    header = msgpack.packb({"owner_id": snap.request.owner_id, "request": snap.request.to_dict(), "version": snap.version,
                             "pos": snap.pos, "generated": snap.generated, "done": snap.done, "tensors": table,
                             "crc32": zlib.crc32(body)})
     return struct.pack("<I", len(header)) + header + body
@@ -74,6 +73,5 @@ def loads(blob: bytes) -> OwnerSnapshot:
         raw = bytearray(body[offset:offset + nbytes])
         flat = torch.frombuffer(raw, dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
         tensors[name] = flat.view(_DTYPES[dtype]).reshape(shape)
-    r = header["request"]
-    req = Request(**{**r, "prompt": tuple(r["prompt"]), "stop_ids": tuple(r["stop_ids"])})
+    req = Request.from_dict(header["request"])
     return OwnerSnapshot(req, header["version"], header["pos"], list(header["generated"]), header["done"], tensors)

@@ -30,6 +30,7 @@ class WorkerCore:
         self.host: OrderedDict[str, bytes] = OrderedDict()     # spilled owners (host tier)
         self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
         self.kept: dict[tuple[str, int], bytes] = {}             # (owner, version) -> state, for rollback
+        self.keep_due: set[str] = set()                          # session turns to keep once they end
         self.epoch = 0
         self.stats = {"spills": 0, "reloads": 0, "spill_s": 0.0, "reload_s": 0.0}
 
@@ -42,6 +43,8 @@ class WorkerCore:
         """A new owner, or (with a target) one rebuilt by replaying its token log. It takes a device
         slot now if one is free, else when a phase first names it a resident."""
         self.waiting[req.owner_id] = (req, generated, target)
+        if req.keep_at_end:
+            self.keep_due.add(req.owner_id)
         if self.runner.seqs.num_free() > 0:
             self._materialize(req.owner_id)
 
@@ -54,6 +57,7 @@ class WorkerCore:
     def release(self, owner_id: str, keep_versions: bool = False) -> None:
         if not keep_versions:
             self.drop_kept(owner_id)
+            self.keep_due.discard(owner_id)
         self.host.pop(owner_id, None)
         self.waiting.pop(owner_id, None)
         if owner_id in self.runner.owners:
@@ -87,6 +91,8 @@ class WorkerCore:
     def extend(self, req: Request) -> None:
         self._resident(req.owner_id)
         self.runner.extend(req)
+        if req.keep_at_end:
+            self.keep_due.add(req.owner_id)
 
     def fork(self, parent_id: str, child: Request) -> None:
         self._resident(parent_id)
@@ -104,10 +110,28 @@ class WorkerCore:
         """Replace the owner's state by the one kept at `version`; returns (prompt, generated, progress)."""
         blob = self.kept[(owner_id, version)]
         self.release(owner_id, keep_versions=True)
+        self.keep_due.discard(owner_id)          # the restored state is a kept one already
         self.host[owner_id] = blob
         self._resident(owner_id)
         st = self.runner.owners[owner_id]
         return st.request, list(st.generated), st.progress
+
+    def _keep_ended_turns(self, res: PhaseResult) -> None:
+        """Keep every session turn that has ended with its WRITEs published (a turn that ends at a
+        chunk boundary is kept in the phase that publishes its last WRITE); report them."""
+        for owner_id in sorted(self.keep_due):
+            if owner_id in self.waiting or not self.owns(owner_id) or self.runner.pool.has_candidate(owner_id):
+                continue
+            progress = self.progress_of(owner_id)
+            if not progress.finished:
+                continue
+            self.keep_due.discard(owner_id)
+            try:
+                self.keep(owner_id, progress.writes)
+                res.kept.append((owner_id, progress.writes))
+            except Exception as exc:      # the turn still ends; its state is just not a rollback point
+                res.kept.append((owner_id, None))
+                res.error = f"keeping {owner_id} at v{progress.writes} failed: {exc}"
 
     def drop_kept(self, owner_id: str) -> None:
         for key in [k for k in self.kept if k[0] == owner_id]:
@@ -177,12 +201,15 @@ class WorkerCore:
             self.runner.commit(owner_id)
         for owner_id in plan.rollbacks:
             self.runner.rollback(owner_id)
-        res = PhaseResult(spilled=self._ensure_residents(plan.residents))
+        res = PhaseResult()
+        self._keep_ended_turns(res)
+        res.spilled = self._ensure_residents(plan.residents)
         for groups in plan.rounds:
             for group in groups:
                 self._read(group, res)
         for group in plan.writes:
             self._write(group, res)
+        self._keep_ended_turns(res)
         touched = {o for g in (*[g for r in plan.rounds for g in r], *plan.writes) for o in g.owner_ids}
         res.progress = {o: self.runner.progress(o) for o in touched | set(plan.commits) if o in self.runner.owners}
         res.compute_s = time.perf_counter() - t0
@@ -201,9 +228,14 @@ class WorkerCore:
 
     def _read(self, group: Group, res: PhaseResult) -> None:
         live = self._live_members(group)
-        if live is not None:
-            for owner_id, tok in self.runner.run(live).tokens.items():
-                res.tokens.setdefault(owner_id, []).append(tok)
+        if live is None:
+            return
+        out = self.runner.run(live)
+        for owner_id, tok in out.tokens.items():
+            res.tokens.setdefault(owner_id, []).append(tok)
+        for owner_id, entry in out.logprobs.items():
+            res.logprobs.setdefault(owner_id, []).append(entry)
+        res.stops.update(out.stops)
 
     def _write(self, group: Group, res: PhaseResult) -> None:
         try:
