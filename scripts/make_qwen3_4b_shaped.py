@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from rwttt_ray.ttt.model import DEFAULT_TTT, build_default_model, save_checkpoint  # noqa: E402
+from rwttt_ray.ttt.checkpoint import save_checkpoint  # noqa: E402
+from rwttt_ray.ttt.model import DEFAULT_TTT, build_default_model  # noqa: E402
 
 QWEN3_4B = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
                 num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,

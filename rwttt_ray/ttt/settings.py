@@ -38,13 +38,50 @@ class TTTSettings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
     def to_config(self) -> dict[str, Any]:
-        return {"ttt_layers": list(self.layers), "ttt_chunk": self.chunk, "ttt_lr": self.lr,
-                "ttt_target": self.target, "ttt_proj": self.use_proj}
+        return {"ttt_mode": self.enabled, "ttt_layers": list(self.layers), "ttt_chunk": self.chunk,
+                "ttt_lr": self.lr, "ttt_target": self.target, "ttt_proj": self.use_proj}
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "TTTSettings | None":
+        """The checkpoint's own settings; TTT is on only where `ttt_mode` is true (the official
+        config carries `ttt_layers` even with TTT off; a config without `ttt_mode` is ours: on)."""
         if "ttt_layers" not in cfg:
             return None
         return cls(layers=tuple(int(i) for i in cfg["ttt_layers"]), chunk=int(cfg.get("ttt_chunk", 8192)),
                    lr=float(cfg.get("ttt_lr", 0.3)), target=str(cfg.get("ttt_target", "hidden_states")),
-                   use_proj=bool(cfg.get("ttt_proj", True)))
+                   use_proj=bool(cfg.get("ttt_proj", True)), enabled=bool(cfg.get("ttt_mode", True)))
+
+
+def resolve_settings(declared: TTTSettings | None, overrides: dict[str, Any], num_layers: int,
+                     where: str) -> tuple[TTTSettings, list[str]]:
+    """The settings a model is served with, and notes for the start-up line.
+
+    `declared`: the checkpoint's (or the built-in model's); `overrides`: the command line's
+    (None = not given). Layers given on the command line must exist (an error otherwise);
+    declared layers the model lacks are dropped, as the official configs name one past the end.
+    """
+    notes: list[str] = []
+    layers = overrides.get("layers")
+    rest = {k: v for k, v in overrides.items() if k != "layers"}
+    if layers is not None:
+        bad = [i for i in layers if i >= num_layers]
+        if bad or not layers:
+            raise ValueError(f"--ttt-layers {','.join(map(str, layers)) or '(none)'}: {where} has layers "
+                             f"0..{num_layers - 1}" + (f", not {bad}" if bad else ""))
+        base = declared or TTTSettings(layers=tuple(layers), chunk=512, lr=0.3)
+        if declared is not None and not declared.enabled:
+            notes.append("ttt_mode is false in the checkpoint; --ttt-layers turns TTT on")
+        return base.with_overrides(layers=tuple(layers), enabled=True, **rest), notes
+    if declared is None:
+        raise ValueError(f"{where} has no ttt_layers in config.json; give --ttt-layers for a plain checkpoint")
+    settings = declared.with_overrides(**rest)
+    dropped = [i for i in settings.layers if i >= num_layers]
+    if dropped:
+        notes.append(f"declared TTT layers {dropped} do not exist (layers 0..{num_layers - 1}): dropped")
+        settings = settings.validate_for(num_layers)
+    if not settings.enabled:
+        notes.append("ttt_mode is false: serving the static model (no fast weights)")
+    elif not settings.layers:
+        raise ValueError(f"{where}: none of the declared TTT layers {list(declared.layers)} exists "
+                         f"(layers 0..{num_layers - 1})")
+    return settings, notes

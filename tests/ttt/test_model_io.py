@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from rwttt_ray.ttt.model import ModelError, build_default_model, load_model, save_checkpoint
+from rwttt_ray.ttt.checkpoint import load_model, save_checkpoint
+from rwttt_ray.ttt.model import ModelError, build_default_model
 from rwttt_ray.ttt.reference import SequentialReference
 from rwttt_ray.ttt.sampling import Request
 from rwttt_ray.ttt.tokenizer import ByteTokenizer
