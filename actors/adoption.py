@@ -44,7 +44,7 @@ async def _adopt(scheduler, entry: DirectoryEntry) -> None:
     scheduler.directory.move(owner_id, scheduler.epoch, worker_id, -1, Tier.HOST, expected_version=entry.version)
     sessions = scheduler.sessions
     sessions.tenants.admit(entry.tenant_id, owner_id, session=True)
-    sessions.sessions[owner_id] = {"kept": [entry.version], "created": time.time()}
+    sessions.book.open(owner_id, entry.tenant_id, time.time(), kept=[entry.version])
     sessions.closed.add(owner_id)
     await scheduler.workers[worker_id].keep.remote(owner_id, entry.version)
 

@@ -36,22 +36,35 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, namespace="rwttt", log_to_driver=False)
     else:
+        inherited = os.environ.get(HAPROXY_OWNER) not in (None, str(os.getpid()))   # another rwttt's
         for key, value in haproxy_env().items():   # inherited by the raylet, so by Serve's processes
-            os.environ.setdefault(key, value)
+            if inherited and key != "RAY_SERVE_ENABLE_HA_PROXY":
+                os.environ[key] = value
+            else:
+                os.environ.setdefault(key, value)
+        os.environ[HAPROXY_OWNER] = str(os.getpid())
         ray.init(num_cpus=num_cpus or max(2, os.cpu_count() or 2), include_dashboard=False, namespace="rwttt",
                  log_to_driver=False, runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}})
+
+
+HAPROXY_OWNER = "RWTTT_HAPROXY_OWNER"     # the pid whose local cluster the HAProxy settings are for
 
 
 def haproxy_env() -> dict[str, str]:
     """A local cluster's Serve puts HAProxy (C, shipped with ray[serve]) in front of the ingress
     replicas instead of the Python proxy actor: about a third less CPU per streamed token on a
-    small machine. Its files go to a private folder, so two local clusters do not share them.
+    small machine. Its files go to a private folder and its stats and metrics ports are free
+    ones, so two local clusters (a test run and the `rwttt serve` it starts, say) share neither;
+    settings inherited from another rwttt process are replaced, a user's own are kept.
     RAY_SERVE_ENABLE_HA_PROXY=0 in the environment keeps the Python proxy."""
+    from actors.redis_server import free_port
+
     folder = tempfile.mkdtemp(prefix="rwttt-haproxy-")
     atexit.register(shutil.rmtree, folder, True)
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
             "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock", "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state"}
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
 
 
 class RwtttCluster:

@@ -1,28 +1,31 @@
 """The HTTP ingress: a Ray Serve deployment with a FastAPI app, OpenAI-compatible.
 
-Auth (Bearer key -> tenant), validation, tokenising and streaming happen here; every decision
-about owners, versions and quotas is the scheduler's. Errors are OpenAI error JSON with the
-right status; nothing here can raise a 500 for bad input.
+Auth (Bearer key -> tenant), validation, tokenising (the model's tokenizer and chat template)
+and the text of every choice happen here; every decision about owners, versions, quotas and
+stops is the scheduler's or the worker's. Errors are OpenAI error JSON with the right status;
+nothing here can raise a 500 for bad input, and an unknown route is a 404 in the same shape.
 """
 
-import asyncio
-import codecs
 import json
 import logging
+import random
 
 from fastapi import FastAPI, Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from actors.choices import Choice, GenerationFailed, make_choice, merged
 from actors.feed import TokenFeed
+from rwttt_ray.api import render
 from rwttt_ray.api.keys import load_keys
-from rwttt_ray.api.protocol import (ChatRequest, CompletionRequest, RollbackRequest, chat_prompt, completion_body,
-                                    error_body, new_id, usage)
+from rwttt_ray.api.params import (BadRequest, Prompt, chat_prompt, completion_prompts, logprobs_asked,
+                                  max_new_tokens, sampling_fields)
+from rwttt_ray.api.protocol import ChatRequest, CompletionRequest, RollbackRequest, SessionCreate, error_body
+from rwttt_ray.api.served import served_model
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.tenancy import QuotaError, TenancyError, VersionConflictError
-from rwttt_ray.ttt.model import load_tokenizer_info
-from rwttt_ray.ttt.tokenizer import ByteTokenizer
 
 MAX_BODY_BYTES = 1 << 20
 logger = logging.getLogger("ray.serve")
@@ -30,25 +33,36 @@ app = FastAPI(title="rwttt-ray", version="0.1.0")
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code=None, headers=None):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code=None, headers=None,
+                 param=None):
         super().__init__(message)
-        self.status, self.type, self.code, self.headers = status, type_, code, headers or {}
+        self.status, self.type, self.code, self.headers, self.param = status, type_, code, headers or {}, param
 
 
-def _error(status: int, message: str, type_: str, code=None, headers=None) -> JSONResponse:
-    return JSONResponse(error_body(message, type_, code), status_code=status, headers=headers)
+def _error(status: int, message: str, type_: str, code=None, headers=None, param=None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
 
 
 @app.exception_handler(HTTPError)
 async def _http_error(_, exc: HTTPError):
-    return _error(exc.status, str(exc), exc.type, exc.code, exc.headers)
+    return _error(exc.status, str(exc), exc.type, exc.code, exc.headers, exc.param)
 
 
 @app.exception_handler(RequestValidationError)
 async def _validation_error(_, exc: RequestValidationError):
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(x) for x in first.get("loc", []) if x != "body")
-    return _error(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}", "invalid_request_error")
+    msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden":
+        msg = "this field is not supported"
+    return _error(400, f"{where or 'body'}: {msg}", "invalid_request_error", param=where or None)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _route_error(request: HTTPRequest, exc: StarletteHTTPException):
+    what = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    return _error(exc.status_code, what.get(exc.status_code, str(exc.detail)), kind)
 
 
 @app.exception_handler(Exception)
@@ -67,27 +81,17 @@ async def _limit_body(request: HTTPRequest, call_next):
 
 def _map_scheduler_error(exc: Exception) -> HTTPError:
     cause = getattr(exc, "cause", None) or exc
-    if isinstance(cause, QuotaError) or isinstance(exc, QuotaError):
-        return HTTPError(429, str(cause), "rate_limit_error", headers={"Retry-After": str(getattr(cause, "retry_after_s", 1))})
-    if isinstance(cause, VersionConflictError) or isinstance(exc, VersionConflictError):
-        return HTTPError(409, str(cause), "conflict_error", code=getattr(cause, "current_version", None))
-    if isinstance(cause, TenancyError) or isinstance(exc, TenancyError):
-        status = getattr(cause, "status", 400)
-        kind = {404: "not_found_error", 409: "conflict_error", 503: "service_unavailable"}.get(status,
-                                                                                             "invalid_request_error")
-        return HTTPError(status, str(cause), kind)
+    if isinstance(cause, QuotaError):
+        return HTTPError(429, str(cause), "rate_limit_error", headers={"Retry-After": str(cause.retry_after_s)})
+    if isinstance(cause, VersionConflictError):
+        return HTTPError(409, str(cause), "conflict_error", code=cause.current_version)
+    if isinstance(cause, TenancyError):
+        kind = {404: "not_found_error", 409: "conflict_error", 503: "service_unavailable"}.get(
+            cause.status, "invalid_request_error")
+        return HTTPError(cause.status, str(cause), kind, code="context_length_exceeded" if cause.status == 413 else None)
     if isinstance(cause, ValueError):
         return HTTPError(400, str(cause).splitlines()[0], "invalid_request_error")
     return HTTPError(503, f"the cluster could not serve the request: {type(cause).__name__}", "service_unavailable")
-
-
-def _is_bytes(tokenizer) -> bool:
-    return isinstance(tokenizer, ByteTokenizer)
-
-
-def _first_stop(text: str, stops: list[str]) -> int | None:
-    hits = [text.find(s) for s in stops if s and s in text]
-    return min(hits) if hits else None
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256,
@@ -99,8 +103,9 @@ class Ingress:
 
         self.config = RwtttConfig(**args.get("config", {}))
         self.keys = load_keys(args.get("api_keys"))
-        self.tokenizer, self.max_seq_len, self.model_name = load_tokenizer_info(self.config.model)
-        self.model_name = args.get("served_model_name", self.model_name)
+        self.model = served_model(self.config, args.get("served_model_name"))
+        seed = args.get("seed")
+        self.seeds = random.Random(seed) if seed is not None else random.SystemRandom()
         manager = get_manager(args.get("service_name", "rwttt-service"), self.config, int(args.get("num_workers", 1)),
                               args.get("redis_url"), self.keys.limits, int(args.get("rounds_per_call", 64)))
         import ray
@@ -121,16 +126,10 @@ class Ingress:
         except Exception as exc:
             raise _map_scheduler_error(exc) from None
 
-    async def _next_tokens(self, tenant: str, owner: str, cursor: int) -> dict:
-        try:
-            return await self.feed.next(tenant, owner, cursor)
-        except Exception as exc:
-            raise _map_scheduler_error(exc) from None
-
     def _check_model(self, model: str) -> None:
-        if model != self.model_name:
-            raise HTTPError(404, f"model {model!r} does not exist; this server serves {self.model_name!r}",
-                            "not_found_error", code="model_not_found")
+        if model not in self.model.names:
+            raise HTTPError(404, f"model {model!r} does not exist; this server serves {self.model.name!r}",
+                            "not_found_error", code="model_not_found", param="model")
 
     # -- OpenAI endpoints ---------------------------------------------------------------------
     @app.get("/health")
@@ -147,96 +146,122 @@ class Ingress:
     @app.get("/v1/models")
     async def models(self, request: HTTPRequest):
         self._tenant(request)
-        return {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": 0,
-                                            "owned_by": "rwttt-ray", "max_model_len": self.max_seq_len}]}
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "rwttt-ray",
+                                            "root": self.model.name, "max_model_len": self.model.max_len}
+                                           for name in self.model.names]}
 
     @app.post("/v1/completions")
     async def completions(self, body: CompletionRequest, request: HTTPRequest):
-        prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
-        return await self._generate(body, prompt, request, chat=False)
+        tenant = self._tenant(request)
+        self._check_model(body.model)
+        prompts = self._prompts(lambda: completion_prompts(body, self.model))
+        return await self._generate(tenant, body, prompts, request, chat=False)
 
     @app.post("/v1/chat/completions")
     async def chat(self, body: ChatRequest, request: HTTPRequest):
-        return await self._generate(body, chat_prompt(body.messages), request, chat=True)
-
-    async def _generate(self, body, prompt: str, request: HTTPRequest, chat: bool):
         tenant = self._tenant(request)
         self._check_model(body.model)
-        session_id = body.session_id or request.headers.get("x-session-id")
-        ids = self.tokenizer.encode(prompt)
-        if not ids:
-            raise HTTPError(400, "prompt is empty", "invalid_request_error", param="prompt")
-        if len(ids) + body.max_tokens > self.max_seq_len:
-            raise HTTPError(413, f"prompt ({len(ids)} tokens) + max_tokens ({body.max_tokens}) exceeds the context "
-                                 f"limit {self.max_seq_len}", "invalid_request_error", code="context_length_exceeded")
-        seed = body.seed if body.seed is not None else int.from_bytes(__import__("os").urandom(4), "little")
-        owner = await self._call("complete", tenant, session_id, ids, body.max_tokens, temperature=body.temperature,
-                                 top_p=body.top_p, seed=seed, expected_version=body.expected_version)
-        rid, stops = new_id(chat), body.stops()
-        if body.stream:
-            ids_too = bool(getattr(body, "return_token_ids", False))
-            usage_too = bool((body.stream_options or {}).get("include_usage"))
-            return StreamingResponse(self._sse(tenant, owner, session_id, rid, chat, stops, len(ids), ids_too,
-                                               usage_too),
-                                     media_type="text/event-stream")
-        text, reason, res, token_ids = "", None, None, []
-        async for piece, reason, res in self._pieces(tenant, owner, session_id, stops):
-            text += piece
-            token_ids += res["ids"]
-        session = await self._session_view(tenant, session_id)
-        out = completion_body(self.model_name, text, reason, usage(len(ids), res["n"]), chat, rid, session)
-        if getattr(body, "return_token_ids", False):
-            out["choices"][0]["token_ids"] = token_ids
-        return out
+        prompts = self._prompts(lambda: [chat_prompt(body, self.model)])
+        return await self._generate(tenant, body, prompts, request, chat=True)
 
-    async def _pieces(self, tenant: str, owner: str, session_id: str | None, stops: list[str]):
-        """(text, finish_reason, info) as tokens arrive; stops on a stop string (and cancels)."""
-        decoder, cursor, text, done, ended = codecs.getincrementaldecoder("utf-8")("replace"), 0, "", False, False
+    @staticmethod
+    def _prompts(make) -> list[Prompt]:
         try:
-            while not done:
-                res = await self._next_tokens(tenant, owner, cursor)
-                cursor += len(res["tokens"])
-                done = res["finished"]
-                piece = decoder.decode(bytes(t - 3 for t in res["tokens"] if 3 <= t < 259), final=done) \
-                    if _is_bytes(self.tokenizer) else self.tokenizer.decode(res["tokens"])
-                hit = _first_stop(text + piece, stops)
-                if hit is not None:
-                    ended = True
-                    await self._call("cancel", tenant, owner)
-                    yield (text + piece)[len(text):hit], "stop", {"n": cursor, "ids": res["tokens"]}
-                    return
-                text += piece
-                if res.get("error") and res["error"] != "cancelled":
-                    raise HTTPError(503, f"generation failed: {res['error']}", "service_unavailable")
-                ended = done
-                yield piece, (res["finish_reason"] if done else None), {"n": cursor, "ids": res["tokens"]}
-        finally:
-            if not ended:   # the client went away mid-stream
-                try:
-                    await asyncio.shield(self.scheduler.cancel.remote(tenant, owner))
-                except Exception:
-                    pass
+            return make()
+        except BadRequest as exc:
+            raise HTTPError(exc.status, str(exc), code=exc.code, param=exc.param) from None
 
-    async def _sse(self, tenant, owner, session_id, rid, chat, stops, prompt_tokens, ids_too=False,
-                   usage_too=False):
+    async def _generate(self, tenant: str, body, prompts: list[Prompt], request: HTTPRequest, chat: bool):
+        session_id = body.session_id or request.headers.get("x-session-id")
+        if session_id is not None and len(prompts) * body.n > 1:
+            raise HTTPError(400, "a session takes one prompt and n=1 per turn", param="n")
+        if len(prompts) * body.n > 64:
+            raise HTTPError(400, f"{len(prompts) * body.n} choices (prompts x n); at most 64", param="n")
+        try:
+            fields = sampling_fields(body, self.model, logprobs_asked(body))
+            lengths = [max_new_tokens(body, self.model, len(p.ids), session_id is not None) for p in prompts]
+        except BadRequest as exc:
+            raise HTTPError(exc.status, str(exc), code=exc.code, param=exc.param) from None
+        logger.debug("generate tenant=%s user=%s choices=%d", tenant, body.user, len(prompts) * body.n)
+        choices = await self._start(tenant, session_id, body, prompts, lengths, fields, chat)
+        rid = render.new_id(chat)
+        if body.stream:
+            return StreamingResponse(self._sse(tenant, session_id, rid, body, choices, chat),
+                                     media_type="text/event-stream")
+        try:
+            async for _ in merged(choices, self._news(tenant), self._cancel(tenant)):
+                pass
+        except GenerationFailed as exc:
+            raise HTTPError(503, f"generation failed: {exc}", "service_unavailable") from None
+        out = [self._choice(c, body, chat) for c in choices]
+        use = render.usage(sum(len(p.ids) for p in prompts), sum(len(c.ids) for c in choices))
+        return render.body(rid, chat, self.model.name, out, use, await self._session_view(tenant, session_id))
+
+    async def _start(self, tenant, session_id, body, prompts, lengths, fields, chat) -> list[Choice]:
+        choices: list[Choice] = []
+        try:
+            for i, (prompt, length) in enumerate(zip(prompts, lengths)):
+                for j in range(body.n):
+                    index = i * body.n + j
+                    seed = body.seed + index if body.seed is not None else self.seeds.getrandbits(32)
+                    started = await self._call("complete", tenant, session_id, list(prompt.ids), length, seed=seed,
+                                               expected_version=body.expected_version, **fields)
+                    choices.append(make_choice(index, started, prompt, self.model.codec, fields["stop"],
+                                               fields["skip_special_tokens"], not chat and body.echo))
+        except HTTPError:
+            for c in choices:
+                await self._cancel(tenant)(c.owner_id)
+            raise
+        return choices
+
+    def _news(self, tenant: str):
+        async def news(owner_id: str, cursor: int) -> dict:
+            try:
+                return await self.feed.next(tenant, owner_id, cursor)
+            except Exception as exc:
+                raise _map_scheduler_error(exc) from None
+        return news
+
+    def _cancel(self, tenant: str):
+        return lambda owner_id: self.scheduler.cancel.remote(tenant, owner_id)
+
+    def _logprobs(self, c: Choice, ids: list[int], entries: list, chat: bool, offset: int) -> dict | None:
+        if not entries:
+            return None
+        if chat:
+            return render.chat_logprobs(self.model.codec, ids, entries)
+        return render.completion_logprobs(self.model.codec, ids, entries, offset)
+
+    def _choice(self, c: Choice, body, chat: bool) -> dict:
+        return render.choice(chat, c.index, c.echo + c.text, c.finish_reason, c.stop_reason,
+                             self._logprobs(c, c.ids, c.logprobs, chat, len(c.echo)),
+                             c.ids if body.return_token_ids else None)
+
+    async def _sse(self, tenant, session_id, rid, body, choices: list[Choice], chat: bool):
         """Server-sent events: content chunks, the usage chunk (OpenAI: only when
         stream_options.include_usage), then [DONE]; an error mid-stream is one error event."""
-        first = True
+        first = {c.index: True for c in choices}
+        sent = {c.index: len(c.echo) for c in choices}
+        chunk = lambda choice: f"data: {json.dumps(render.body(rid, chat, self.model.name, [choice], chunk=True))}\n\n"
         try:
-            async for piece, reason, res in self._pieces(tenant, owner, session_id, stops):
-                if piece or reason or first or (ids_too and res["ids"]):   # NOTE: bytes of a split
-                    # UTF-8 character decode to "" until it completes; their ids still go out now
-                    body = completion_body(self.model_name, piece, reason, None, chat, rid, chunk=True, first=first)
-                    if ids_too:
-                        body["choices"][0]["token_ids"] = res["ids"]
-                    first = False
-                    yield f"data: {json.dumps(body)}\n\n"
-                if reason and usage_too:
-                    session = await self._session_view(tenant, session_id)
-                    tail = completion_body(self.model_name, "", None, usage(prompt_tokens, res["n"]), chat, rid,
-                                           session, chunk=True)
-                    tail["choices"] = []
-                    yield f"data: {json.dumps(tail)}\n\n"
+            for c in choices:
+                if c.echo:
+                    yield chunk(render.choice(chat, c.index, c.echo, None, chunk=True))
+            async for c, d in merged(choices, self._news(tenant), self._cancel(tenant)):
+                if d.text or d.finish_reason or first[c.index] or (body.return_token_ids and d.ids):
+                    lp = self._logprobs(c, d.ids, d.logprobs, chat, sent[c.index])
+                    yield chunk(render.choice(chat, c.index, d.text, d.finish_reason, d.stop_reason, lp,
+                                              d.ids if body.return_token_ids else None, chunk=True,
+                                              first=first[c.index]))
+                    first[c.index] = False
+                    sent[c.index] += len(d.text)
+            if (body.stream_options or {}).get("include_usage"):
+                use = render.usage(sum(len(c.prompt.ids) for c in choices[::body.n]), sum(len(c.ids) for c in choices))
+                tail = render.body(rid, chat, self.model.name, [], use, await self._session_view(tenant, session_id),
+                                   chunk=True)
+                yield f"data: {json.dumps(tail)}\n\n"
+        except GenerationFailed as exc:
+            yield f"data: {json.dumps(error_body(f'generation failed: {exc}', 'service_unavailable'))}\n\n"
         except HTTPError as exc:
             yield f"data: {json.dumps(error_body(str(exc), exc.type, exc.code))}\n\n"
         yield "data: [DONE]\n\n"
@@ -246,13 +271,23 @@ class Ingress:
 
     # -- sessions -----------------------------------------------------------------------------
     @app.post("/v1/sessions")
-    async def create_session(self, request: HTTPRequest):
+    async def create_session(self, request: HTTPRequest, body: SessionCreate | None = None):
         tenant = self._tenant(request)
-        return await self._call("session_info", tenant, await self._call("open_session", tenant))
+        ttl = body.ttl_s if body is not None else None
+        return await self._call("session_info", tenant, await self._call("open_session", tenant, ttl))
+
+    @app.get("/v1/sessions")
+    async def list_sessions(self, request: HTTPRequest):
+        return {"object": "list", "data": await self._call("list_sessions", self._tenant(request))}
 
     @app.get("/v1/sessions/{session_id}")
-    async def get_session(self, session_id: str, request: HTTPRequest):
-        return await self._call("session_info", self._tenant(request), session_id)
+    async def get_session(self, session_id: str, request: HTTPRequest, include: str | None = None):
+        if include not in (None, "tokens"):
+            raise HTTPError(400, f"include={include!r}: only 'tokens' is supported", param="include")
+        info = await self._call("session_info", self._tenant(request), session_id, include == "tokens")
+        if include == "tokens":
+            info["text"] = self.model.codec.decode(info["token_ids"])
+        return info
 
     @app.post("/v1/sessions/{session_id}/fork")
     async def fork_session(self, session_id: str, request: HTTPRequest):

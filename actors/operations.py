@@ -37,10 +37,10 @@ async def drain_service(sched, grace_s: float) -> dict:
     entry), so nothing committed is lost with the workers."""
     sched.sessions.draining = True
     deadline = time.monotonic() + 0.75 * grace_s
-    while any(not r.finished for r in sched.core.owners.values()) and time.monotonic() < deadline:
+    while any(o not in sched.sessions.closed for o in sched.core.owners) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     stopped = sched.sessions.stop_all("the server is shutting down")
-    keys = [await spill_to_store(sched, o) for o in list(sched.sessions.sessions) if o in sched.core.owners]
+    keys = [await spill_to_store(sched, o) for o in list(sched.sessions.book.records) if o in sched.core.owners]
     return {"spilled": len(keys), "stopped": len(stopped), "payload_keys": keys}
 
 

@@ -67,6 +67,8 @@ class SchedulerActor:
         self.sessions: SessionService | None = None   # made in start(), on the actor's loop
         self._tasks: list[asyncio.Task] = []
         self._jobs: dict[str, list] = {}          # worker -> [(job, future)] run between its phases
+        self._max_len: dict[str, int] = {}        # worker -> context limit
+        self.session_ttl_s = config.session_ttl_s
 
     async def start(self, recover: bool = False) -> int:
         """Attach the workers (and, after a restart, rebuild from Redis); returns the epoch."""
@@ -74,19 +76,22 @@ class SchedulerActor:
         for name in self.worker_names:
             await self._add_worker(name, ray.get_actor(name))
         self.sessions = SessionService(self.core, self.directory, self.workers, lambda: self.epoch,
-                                       self._arrived)
+                                       self._arrived, max_len=min(self._max_len.values()),
+                                       session_ttl_s=self.session_ttl_s)
         self.sessions.set_limits(self.tenant_limits)
         if recover:
             await rebuild_after_restart(self)
         else:
             self.adopted = await adopt_spilled(self)
         self._tasks = [asyncio.ensure_future(self._loop(w)) for w in self.workers]
+        self._tasks.append(asyncio.ensure_future(self._expire_sessions()))
         if self.scaler.enabled:
             self._tasks.append(asyncio.ensure_future(self.scaler.run()))
         return self.epoch
 
     async def _add_worker(self, name: str, handle) -> None:
         info = await handle.info.remote()
+        self._max_len[name] = info["max_seq_len"]
         self.workers[name] = handle
         self.core.add_worker(name, info["shape_prefix"], info["capacity"])
         self._wake[name] = asyncio.Event()
@@ -233,6 +238,10 @@ class SchedulerActor:
         self._count(plan, new, accepted)
         for owner_id in set(new) | set(result.progress):
             self.sessions.on_tokens(owner_id, len(new.get(owner_id, [])), now)
+        for owner_id, version in result.kept:
+            self.sessions.on_kept(owner_id, version)
+        if result.error:
+            logger.warning("worker %s: %s", worker_id, result.error)
         self._notify()
 
     def _count(self, plan, new: dict, accepted: dict) -> None:
@@ -277,6 +286,16 @@ class SchedulerActor:
             self._changed.set()
         if self.sessions is not None:
             self.sessions.pulse()
+
+    async def _expire_sessions(self, every_s: float = 1.0) -> None:
+        """Release sessions idle past their ttl (their slots and kept states go with them)."""
+        while not self.stale:
+            await asyncio.sleep(every_s)
+            try:
+                if await self.sessions.expire():
+                    self._notify()
+            except Exception:
+                logger.exception("session expiry")
 
     # -- recovery ---------------------------------------------------------------------------
     async def _recover_worker(self, worker_id: str) -> None:
@@ -336,12 +355,15 @@ class SchedulerActor:
         await self.sessions.release(owner_id)
 
     # -- the service API (tenants, sessions, streaming), used by the HTTP ingress -------------
-    async def open_session(self, tenant: str) -> str:
-        return self.sessions.open(tenant)
+    async def open_session(self, tenant: str, ttl_s: float | None = None) -> str:
+        return self.sessions.open(tenant, ttl_s)
 
-    async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int,
-                       **sampling) -> str:
-        return await self.sessions.complete(tenant, owner_id, prompt, max_new_tokens, **sampling)
+    async def list_sessions(self, tenant: str) -> list[dict]:
+        return self.sessions.list(tenant)
+
+    async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int | None,
+                       **fields) -> dict:
+        return await self.sessions.complete(tenant, owner_id, prompt, max_new_tokens, **fields)
 
     async def next_tokens(self, tenant: str, owner_id: str, cursor: int, timeout_s: float = 30.0) -> dict:
         return await self.sessions.next_tokens(tenant, owner_id, cursor, timeout_s)
@@ -349,8 +371,8 @@ class SchedulerActor:
     async def next_tokens_many(self, wants: dict[str, tuple[str, int]], timeout_s: float = 30.0) -> dict[str, dict]:
         return await self.sessions.next_tokens_many(wants, timeout_s)
 
-    async def session_info(self, tenant: str, owner_id: str) -> dict:
-        return self.sessions.info(tenant, owner_id)
+    async def session_info(self, tenant: str, owner_id: str, include_tokens: bool = False) -> dict:
+        return self.sessions.info(tenant, owner_id, include_tokens)
 
     async def fork_session(self, tenant: str, owner_id: str) -> str:
         return await self.sessions.fork(tenant, owner_id)

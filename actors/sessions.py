@@ -3,39 +3,38 @@
 A one-shot completion is an owner that ends with its request; a session is an owner that
 outlives requests: each turn extends its stream, its fast weights keep learning, it can be
 forked (copy-on-write) and rolled back to a version kept at the end of an earlier turn.
-Every call names a tenant; another tenant's owner is reported exactly like a missing one.
+A turn is over ("closed") once its last token is out and, for a session, once the worker has
+kept its end state (reported with the phase result): only then is it listed as kept and can
+the next turn start. Every call names a tenant; another tenant's owner is reported exactly like
+a missing one. Token delivery (the long-polls) is TokenNews (actors/news.py).
 """
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from dataclasses import replace
 
 from actors.directory import DirectoryEntry, RedisDirectory
-from rwttt_ray.core.metrics import LATENCY_BUCKETS_S, Histogram
+from actors.news import TokenNews
 from rwttt_ray.core.request import Request
 from rwttt_ray.core.scheduler import SchedulerCore
-from rwttt_ray.core.tenancy import (BusyError, DrainingError, NotFoundError, TenancyError, TenantBook, TenantLimits,
-                                   VersionConflictError)
+from rwttt_ray.core.session import SessionBook
+from rwttt_ray.core.tenancy import (BusyError, ContextLengthError, DrainingError, NotFoundError, TenantBook,
+                                   TenantLimits, VersionConflictError)
 
 
 def new_owner_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_urlsafe(16)}"
 
 
-class SessionService:
-    def __init__(self, core: SchedulerCore, directory: RedisDirectory, workers: dict, epoch_fn, wake_fn) -> None:
+class SessionService(TokenNews):
+    def __init__(self, core: SchedulerCore, directory: RedisDirectory, workers: dict, epoch_fn, wake_fn,
+                 max_len: int = 1 << 30, session_ttl_s: float = 3600.0) -> None:
+        super().__init__()
         self.core, self.directory, self.workers = core, directory, workers
-        self.epoch, self.wake = epoch_fn, wake_fn
+        self.epoch, self.wake, self.max_len = epoch_fn, wake_fn, max_len
         self.tenants = TenantBook()
-        self.sessions: dict[str, dict] = {}       # owner -> {"kept": [versions], "created": t}
-        self.done: dict[str, dict] = {}           # finished one-shot results not yet fully read
-        self._pulse: asyncio.Future = asyncio.get_running_loop().create_future()   # set at each change
-        self.ttft = Histogram(LATENCY_BUCKETS_S)
-        self.token_latency = Histogram(LATENCY_BUCKETS_S)
-        self.started: dict[str, float] = {}
-        self.closed: set[str] = set()             # owners whose current turn has ended
+        self.book = SessionBook(session_ttl_s)
         self.draining = False                     # set by a graceful shutdown: no new turns
 
     def set_limits(self, limits: dict[str, dict]) -> None:
@@ -43,38 +42,42 @@ class SessionService:
             self.tenants.set_limits(tenant, TenantLimits(**lim))
 
     # -- sessions -----------------------------------------------------------------------------
-    def open(self, tenant: str) -> str:
+    def open(self, tenant: str, ttl_s: float | None = None) -> str:
         if self.draining:
             raise DrainingError("the server is shutting down; no new sessions")
         owner_id = new_owner_id("sess")
         self.tenants.admit(tenant, owner_id, session=True)
-        self.sessions[owner_id] = {"kept": [], "created": time.time()}
+        self.book.open(owner_id, tenant, time.time(), ttl_s)
         return owner_id
 
     def _idle(self, owner_id: str) -> None:
-        rec = self.core.owners.get(owner_id)
-        if rec is not None and not rec.finished:
+        if owner_id in self.core.owners and owner_id not in self.closed:
             raise BusyError(f"session {owner_id} is generating; one request at a time per session")
 
-    async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int,
-                       temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                       stop_ids: tuple[int, ...] = (), expected_version: int | None = None) -> str:
-        """Start a turn: one-shot (owner_id None) or on a session; returns the owner id."""
+    async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int | None,
+                       expected_version: int | None = None, **fields) -> dict:
+        """Start a turn: one-shot (owner_id None) or on a session. `max_new_tokens` None: the rest
+        of the context. Returns the owner id and the stream's last tokens (the text's context)."""
         if self.draining:
             raise DrainingError("the server is shutting down; retry on another replica or later")
+        if owner_id is not None:
+            self.tenants.check_owner(tenant, owner_id)
+            self._idle(owner_id)
+        rec = self.core.owners.get(owner_id) if owner_id else None
+        version = self.core.ledger.committed(owner_id) if rec else 0
+        if expected_version is not None and expected_version != version:
+            raise VersionConflictError(f"session {owner_id} is at version {version}, not {expected_version}", version)
+        stream = (list(rec.request.prompt) + rec.tokens if rec else []) + list(prompt)
+        room = self.max_len - len(stream)
+        if room < 1 or (max_new_tokens or 0) > room:
+            raise ContextLengthError(f"the session's stream would reach {len(stream) + (max_new_tokens or 1)} "
+                                     f"tokens, over the context limit {self.max_len}")
         if owner_id is None:
             owner_id = new_owner_id("cmpl")
             self.tenants.admit(tenant, owner_id, session=False)
         else:
-            self.tenants.check_owner(tenant, owner_id)
-            self._idle(owner_id)
             self.tenants.admit(tenant, owner_id, session=True)
-        rec = self.core.owners.get(owner_id)
-        version = self.core.ledger.committed(owner_id) if rec else 0
-        if expected_version is not None and expected_version != version:
-            raise VersionConflictError(f"session {owner_id} is at version {version}, not {expected_version}", version)
-        history = list(rec.request.prompt) + rec.tokens if rec else []
-        req = Request(owner_id, tuple(history + list(prompt)), max_new_tokens, temperature, top_p, seed, tuple(stop_ids))
+        req = Request(owner_id, tuple(stream), max_new_tokens or room, keep_at_end=owner_id in self.book, **fields)
         if rec is None:
             await self._admit_new(tenant, req)
         else:
@@ -82,7 +85,7 @@ class SessionService:
         self.tenants.started(owner_id)
         self.closed.discard(owner_id)
         self.started[owner_id] = time.time()
-        return owner_id
+        return {"owner_id": owner_id, "context": stream[-8:], "max_new_tokens": req.max_new_tokens}
 
     async def _admit_new(self, tenant: str, req: Request) -> None:
         worker_id = self.core.choose_worker(req.owner_id)
@@ -100,119 +103,60 @@ class SessionService:
     def _extend(self, rec, req: Request) -> None:
         self.directory.start_turn(req.owner_id, self.epoch(), req.to_dict())
         self.workers[rec.worker_id].extend.remote(req)     # sent before any phase that plans it
-        rec.request, rec.tokens, rec.token_times, rec.error = req, [], [], None
+        rec.request, rec.tokens, rec.token_times, rec.logprobs, rec.error, rec.stop_reason = req, [], [], [], None, None
         rec.progress = replace(rec.progress, num_prompt=len(req.prompt), stream_len=len(req.prompt),
                                max_new_tokens=req.max_new_tokens, done=False)
         self.wake(rec.worker_id)
 
-    # -- progress -------------------------------------------------------------------------------
+    # -- the end of a turn --------------------------------------------------------------------------
     def on_tokens(self, owner_id: str, n: int, now: float) -> None:
         rec = self.core.owners.get(owner_id)
         if rec is None:
             return
         self.tenants.count_tokens(owner_id, n)
-        if n and len(rec.tokens) == n and owner_id in self.started:
-            self.ttft.observe(now - self.started[owner_id])
-        times = rec.token_times
-        for a, b in zip(times[-n - 1:], times[-n:]):
-            self.token_latency.observe(b - a)
-        if rec.finished and owner_id not in self.closed:
-            self._finished(owner_id)
+        self.observe(rec, owner_id, n, now)
+        if rec.finished and owner_id not in self.closed and (owner_id not in self.book or rec.error is not None):
+            self._close(owner_id)        # a session's good turn closes when its end state is kept
 
-    def _finished(self, owner_id: str, keep: bool = True) -> None:
-        rec = self.core.owners[owner_id]
+    def on_kept(self, owner_id: str, version: int | None) -> None:
+        """The worker kept the session's end-of-turn state at `version` (None: keeping failed)."""
+        rec, session = self.core.owners.get(owner_id), self.book.get(owner_id)
+        if rec is None or session is None or owner_id in self.closed:
+            return                        # a cut turn's state is not a rollback point
+        if version is not None:
+            session.keep(version)
+        self._close(owner_id)
+
+    def _close(self, owner_id: str) -> None:
         self.closed.add(owner_id)
         self.tenants.stopped(owner_id)
-        if owner_id in self.sessions and keep:
-            version = self.core.ledger.committed(owner_id)
-            self.workers[rec.worker_id].keep.remote(owner_id, version)
-            kept = self.sessions[owner_id]["kept"]
-            if version not in kept:
-                kept.append(version)
-        elif owner_id not in self.sessions:
+        self.book.touch(owner_id, time.time())
+        if owner_id not in self.book:
             self.done[owner_id] = self.result(owner_id)
 
-    def result(self, owner_id: str) -> dict:
-        if owner_id in self.done:
-            return self.done[owner_id]
-        rec = self.core.owners[owner_id]
-        gen = rec.tokens
-        reason = "stop" if gen and gen[-1] in rec.request.stop_ids else "length"
-        return {"tokens": list(gen), "finished": rec.finished, "error": rec.error, "finish_reason": reason,
-                "version": self.core.ledger.committed(owner_id), "prompt_tokens": rec.progress.num_prompt}
-
-    async def next_tokens(self, tenant: str, owner_id: str, cursor: int, timeout_s: float = 30.0) -> dict:
-        """Long-poll: returns as soon as tokens past `cursor` exist or the turn ends."""
-        self.tenants.check_owner(tenant, owner_id)
-        deadline = time.monotonic() + timeout_s
-        while not (news := await self.next_tokens_many({owner_id: (tenant, cursor)}, deadline - time.monotonic())):
-            if time.monotonic() >= deadline:
-                return dict(self.result(owner_id), tokens=[])
-        return news[owner_id]
-
-    async def next_tokens_many(self, wants: dict[str, tuple[str, int]], timeout_s: float = 30.0) -> dict[str, dict]:
-        """Long-poll for many owners in one call (an ingress replica's token feed), `wants`:
-        owner -> (tenant, cursor). Returns the news of every owner that has some as soon as one
-        has, else after the next settle of any phase (the caller then asks again, with owners
-        it has learnt of since), else at the timeout. An owner that is gone (or another
-        tenant's) comes back finished, with an error."""
-        deadline = time.monotonic() + timeout_s
-        for attempt in range(2):
-            news = {}
-            for owner_id, (tenant, cursor) in wants.items():
-                try:
-                    self.tenants.check_owner(tenant, owner_id)
-                except TenancyError as exc:
-                    news[owner_id] = {"tokens": [], "finished": True, "error": str(exc), "finish_reason": "error"}
-                    continue
-                if (res := self._news(owner_id, cursor)) is not None:
-                    news[owner_id] = await self._deliver(owner_id, res, cursor)
-            if news or attempt or not await self._pulse_within(deadline):
-                return news
-        return {}
-
-    def _news(self, owner_id: str, cursor: int) -> dict | None:
-        res = self.result(owner_id)
-        return res if len(res["tokens"]) > cursor or res["finished"] else None
-
-    async def _pulse_within(self, deadline: float) -> bool:
-        """Wait for the next change to any owner's tokens; False at the deadline."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self._pulse), max(0.0, deadline - time.monotonic()))
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    def pulse(self) -> None:
-        """Wake every long-poll (once per settled phase): a fresh future for the next change."""
-        if not self._pulse.done():
-            self._pulse.set_result(None)
-        self._pulse = asyncio.get_running_loop().create_future()
-
-    async def _deliver(self, owner_id: str, res: dict, cursor: int) -> dict:
-        """The news past `cursor`; a one-shot owner whose end is read is released."""
-        res = dict(res, tokens=res["tokens"][cursor:])
-        if res["finished"] and owner_id in self.done:
-            self.done.pop(owner_id)
-            await self.release(owner_id)
-        return res
-
     # -- session operations -----------------------------------------------------------------------
-    def info(self, tenant: str, owner_id: str) -> dict:
+    def info(self, tenant: str, owner_id: str, include_tokens: bool = False) -> dict:
         self.tenants.check_owner(tenant, owner_id)
-        rec = self.core.owners.get(owner_id)
+        rec, session = self.core.owners.get(owner_id), self.book.get(owner_id)
         entry = self.directory.get(owner_id) if rec else None
-        return {"id": owner_id, "object": "session", "version": self.core.ledger.committed(owner_id) if rec else 0,
-                "tokens_seen": rec.progress.pos if rec else 0, "generating": bool(rec and not rec.finished),
-                "worker": rec.worker_id if rec else None, "tier": entry.tier.value if entry else None,
-                "kept_versions": list(self.sessions.get(owner_id, {}).get("kept", [])),
-                "created": int(self.sessions.get(owner_id, {}).get("created", 0))}
+        out = {"id": owner_id, "object": "session", "version": self.core.ledger.committed(owner_id) if rec else 0,
+               "tokens_seen": rec.progress.pos if rec else 0, "generating": owner_id in self.core.owners and
+               owner_id not in self.closed, "worker": rec.worker_id if rec else None,
+               "tier": entry.tier.value if entry else None, "kept_versions": list(session.kept) if session else [],
+               "created": int(session.created) if session else 0, "ttl_s": session.ttl_s if session else None,
+               "expires_at": int(session.expires_at()) if session else None}
+        if include_tokens:
+            out["token_ids"] = list(rec.request.prompt) + list(rec.tokens) if rec else []
+        return out
+
+    def list(self, tenant: str) -> list[dict]:
+        return [self.info(tenant, s.owner_id) for s in self.book.of_tenant(tenant)]
 
     async def fork(self, tenant: str, owner_id: str) -> str:
         self.tenants.check_owner(tenant, owner_id)
         self._idle(owner_id)
         rec = self.core.owners.get(owner_id)
-        child = self.open(tenant)
+        child = self.open(tenant, self.book.get(owner_id).ttl_s)
         if rec is None:
             return child
         version = self.core.ledger.committed(owner_id)
@@ -222,52 +166,61 @@ class SessionService:
         await self.workers[rec.worker_id].fork.remote(owner_id, req)
         new = self.core.admit(req, rec.worker_id, version=version, tokens=list(rec.tokens), progress=rec.progress,
                               tenant_id=tenant)
-        new.resident = True
+        new.resident, new.stop_reason = True, rec.stop_reason
         await self.workers[rec.worker_id].keep.remote(child, version)
-        self.sessions[child]["kept"] = [version]
+        self.book.get(child).keep(version)
+        self.closed.add(child)
         return child
 
     async def rollback(self, tenant: str, owner_id: str, version: int) -> dict:
         self.tenants.check_owner(tenant, owner_id)
         self._idle(owner_id)
-        kept = self.sessions.get(owner_id, {}).get("kept", [])
-        if version not in kept:
-            raise NotFoundError(f"session {owner_id} kept no state at version {version} (kept: {kept})")
+        session = self.book.get(owner_id)
+        if session is None or version not in session.kept:
+            raise NotFoundError(f"session {owner_id} kept no state at version {version} "
+                                f"(kept: {session.kept if session else []})")
         rec = self.core.owners[owner_id]
         req, generated, progress = await self.workers[rec.worker_id].restore_kept.remote(owner_id, version)
         self.directory.start_turn(owner_id, self.epoch(), req.to_dict(), version=version)
         self.core.ledger.reset(owner_id, version)
         rec.request, rec.tokens, rec.progress, rec.resident = req, list(generated), progress, True
-        self.sessions[owner_id]["kept"] = [v for v in kept if v <= version]
+        session.forget_after(version)
         return self.info(tenant, owner_id)
 
     async def delete(self, tenant: str, owner_id: str) -> None:
         self.tenants.check_owner(tenant, owner_id)
         self._idle(owner_id)
         await self.release(owner_id)
-        self.sessions.pop(owner_id, None)
+
+    async def expire(self, now: float | None = None) -> list[str]:
+        """Release every session idle past its ttl; returns their ids."""
+        busy = {o for o in self.core.owners if o not in self.closed}
+        gone = self.book.expired(time.time() if now is None else now, busy)
+        for owner_id in gone:
+            await self.release(owner_id)
+        return gone
 
     async def cancel(self, tenant: str, owner_id: str) -> None:
-        """The client went away mid-stream: a one-shot owner is released; a session stops this
-        turn where its last phase ended (a consistent committed state) and stays usable."""
-        self.tenants.check_owner(tenant, owner_id)
-        rec = self.core.owners.get(owner_id)
-        if rec is None:
+        """The client went away mid-stream (or its stop came): a one-shot owner is released; a
+        session stops this turn where its last phase ended and stays usable. Cancelling an
+        owner that is finished, released or not the tenant's is a no-op."""
+        if self.tenants.owner_tenant.get(owner_id) != tenant or owner_id not in self.core.owners:
             return
-        if owner_id not in self.sessions:
+        rec = self.core.owners[owner_id]
+        if owner_id not in self.book:
             self.done.pop(owner_id, None)
             await self.release(owner_id)
-        elif not rec.finished:
-            rec.error = "cancelled"
-            self._finished(owner_id, keep=False)   # a mid-turn state is not a rollback point
+        elif owner_id not in self.closed:
+            rec.error = rec.error or "cancelled"
+            self._close(owner_id)          # a mid-turn state is not a rollback point
 
     def stop_all(self, reason: str) -> list[str]:
         """End every running turn now with `reason` (its streams end with that error); a session
         keeps its last committed state, which is not kept as a rollback point."""
-        stopped = [o for o, rec in self.core.owners.items() if not rec.finished]
+        stopped = [o for o in self.core.owners if o not in self.closed]
         for owner_id in stopped:
             self.core.owners[owner_id].error = reason
-            self._finished(owner_id, keep=False)
+            self._close(owner_id)
         self.pulse()
         return stopped
 
@@ -279,6 +232,5 @@ class SessionService:
             await self.workers[rec.worker_id].release.remote(owner_id)
             self.directory.remove(owner_id, self.epoch())
         self.tenants.forget(owner_id)
-        self.started.pop(owner_id, None)
-        self.closed.discard(owner_id)
-        self.done.pop(owner_id, None)
+        self.book.remove(owner_id)
+        self.forget(owner_id)

@@ -26,7 +26,7 @@ from actors.cluster import init_ray  # noqa: E402
 from actors.redis_server import free_port  # noqa: E402
 from rwttt_ray.app import build_app  # noqa: E402
 from rwttt_ray.bench import modes  # noqa: E402
-from rwttt_ray.bench.backends import _http_pass, _stop_service  # noqa: E402
+from rwttt_ray.bench.backends import BENCH_MODEL, _http_pass, _stop_service  # noqa: E402
 from rwttt_ray.bench.traces import make_trace  # noqa: E402
 from rwttt_ray.config import RwtttConfig  # noqa: E402
 
@@ -65,7 +65,7 @@ def main() -> None:
     init_ray()
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"service_name": SERVICE}), name="probe", route_prefix="/")
+    serve.run(build_app({"service_name": SERVICE, "served_model_name": BENCH_MODEL}), name="probe", route_prefix="/")
     url, prompts = f"http://127.0.0.1:{port}", [model.tokenizer.decode(r.prompt) for r in trace.requests]
     sched = ray.get(ray.get_actor(SERVICE).scheduler.remote())
     limits = httpx.Limits(max_connections=args.streams + 4, max_keepalive_connections=args.streams + 4)

@@ -93,6 +93,9 @@ def run_ray(args, model, trace: Trace) -> ModeResult:
         cluster.shutdown()
 
 
+BENCH_MODEL = "rwttt-bench"          # the name the bench's HTTP app serves its model under
+
+
 def backend_modes(args) -> dict:
     """ray: the actors; http: the actors and the HTTP ingress (the Ray mode runs too, to compare)."""
     modes = {"rwttt_ray": lambda model, trace: run_ray(args, model, trace)}
@@ -105,8 +108,8 @@ def _stream_one(client, url: str, prompt: str, max_tokens: int, start: float) ->
     import json
 
     times, text, ids = [], "", []
-    body = {"model": "rwttt-tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "return_token_ids": True}
+    body = {"model": BENCH_MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "return_token_ids": True, "ignore_eos": True}     # every stream its full length, as in-process
     with client.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as res:
         for line in res.iter_lines():
             if line.startswith("data: {"):
@@ -176,7 +179,8 @@ def argparse_like(args):
     """The bench flags as the serve command's: no API keys, the bench's worker count."""
     import types
 
-    return types.SimpleNamespace(api_keys=None, workers=args.workers)
+    return types.SimpleNamespace(api_key=None, api_keys=None, workers=args.workers, seed=None,
+                                 served_model_name=[BENCH_MODEL])
 
 
 def _stop_service(name: str) -> None:

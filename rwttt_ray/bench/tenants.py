@@ -111,7 +111,7 @@ class _Driver:
         for ref in ready:
             if ref in self.starting:
                 run = self.starting.pop(ref)
-                run.owner_id = ray.get(ref)
+                run.owner_id = ray.get(ref)["owner_id"]
                 self.pending[self.scheduler.wait.remote([run.owner_id], self.timeout_s)] = run
             else:
                 finished.append(self._finish(ref))

@@ -44,6 +44,10 @@ class BusyError(TenancyError):
     status = 409
 
 
+class ContextLengthError(TenancyError):
+    status = 413
+
+
 class DrainingError(TenancyError):
     status = 503
 

@@ -187,7 +187,7 @@ def test_graceful_drain_spills_sessions_to_the_store(make_cluster, reference):
         ray.get(s.complete.remote("acme", sid, list(prompt), 7))
         while not ray.get(s.next_tokens.remote("acme", sid, 0, 30.0))["finished"]:
             pass
-    busy = ray.get(s.complete.remote("acme", None, [5, 6, 7], 400))   # a one-shot still running
+    busy = ray.get(s.complete.remote("acme", None, [5, 6, 7], 400))["owner_id"]   # a one-shot still running
     summary = ray.get(s.drain.remote(0.5))
     assert summary["spilled"] == 1 and summary["stopped"] == 1
     assert ray.get(s.next_tokens.remote("acme", busy, 0, 5.0))["error"] == "the server is shutting down"

@@ -16,7 +16,6 @@ def http_config():
 
 @pytest.fixture(scope="session")
 def server(ray_session, redis_srv, http_config):
-    import ray
     from ray import serve
 
     from rwttt_ray.app import build_app
@@ -27,8 +26,15 @@ def server(ray_session, redis_srv, http_config):
     serve.run(build_app(args), name="rwttt", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
+    stop_service("rwttt-test")
+
+
+def stop_service(name: str) -> None:
+    """Stop a service's cluster (its manager, workers, scheduler) after its app is gone."""
+    import ray
+
     try:
-        manager = ray.get_actor("rwttt-test")
+        manager = ray.get_actor(name)
         ray.get(manager.shutdown.remote())
         ray.kill(manager)
     except ValueError:
@@ -38,3 +44,45 @@ def server(ray_session, redis_srv, http_config):
 @pytest.fixture(scope="session")
 def http_reference(http_config):
     return SequentialReference(http_config.load_model())
+
+
+@pytest.fixture(scope="session")
+def bpe_dir(tmp_path_factory):
+    from tests.checkpoints import build_bpe_checkpoint
+
+    return build_bpe_checkpoint(tmp_path_factory.mktemp("bpe") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def bpe_server(server, bpe_dir, redis_srv):
+    """A second app on the same Serve instance (route /bpe): the BPE checkpoint, chunk 8, its own
+    workers and Redis namespace; sessions idle 600 s expire (tests ask for shorter ttl_s)."""
+    from ray import serve
+
+    from rwttt_ray.app import build_app
+
+    args = {"config": {"model": str(bpe_dir), "session_ttl_s": 600.0}, "api_keys": KEYS, "redis_url": redis_srv.url,
+            "service_name": "rwttt-test-bpe", "served_model_name": ["bpe-tiny", "bpe"]}
+    serve.run(build_app(args), name="rwttt-bpe", route_prefix="/bpe")
+    yield server + "/bpe"
+    serve.delete("rwttt-bpe")
+    stop_service("rwttt-test-bpe")
+
+
+@pytest.fixture(scope="session")
+def bpe_reference(bpe_dir):
+    from rwttt_ray.ttt.checkpoint import load_model
+
+    return SequentialReference(load_model(bpe_dir))
+
+
+@pytest.fixture(scope="session")
+def bpe_tok(bpe_reference):
+    return bpe_reference.model.tokenizer
+
+
+@pytest.fixture
+def bpe_client(bpe_server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{bpe_server}/v1", api_key="sk-alpha", max_retries=0)

@@ -1,27 +1,27 @@
 """The OpenAI client, unchanged, against the real server: outputs equal the sequential reference;
 sessions continue, fork and roll back exactly; 32 concurrent streams all get their outputs."""
-import codecs
 import concurrent.futures as cf
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from rwttt_ray.api.protocol import ChatMessage, chat_prompt
 from rwttt_ray.core.request import Request
-from rwttt_ray.ttt.tokenizer import ByteTokenizer
+from rwttt_ray.text.codec import TextCodec
+from rwttt_ray.ttt.tokenizer import EOS_ID, ByteTokenizer
 
 pytestmark = pytest.mark.ray
 TOK = ByteTokenizer()
 MODEL = "rwttt-tiny"
+EOS = (EOS_ID,)        # the server ends a reply at the tokenizer's EOS
 
 
 def text_of(tokens):
-    return codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(t - 3 for t in tokens if 3 <= t < 259), final=True)
+    return TOK.decode(tokens)
 
 
 def ref_text(reference, prompt: str, max_tokens: int) -> str:
-    return text_of(reference.run(Request("r", tuple(TOK.encode(prompt)), max_tokens)).tokens)
+    return text_of(reference.run(Request("r", tuple(TOK.encode(prompt)), max_tokens, stop_ids=EOS)).tokens)
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_completions_and_chat_streaming_and_not(client, http_reference):
                                             stream_options={"include_usage": True}))
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 24
     msgs = [{"role": "user", "content": "hello there"}]
-    want_chat = ref_text(http_reference, chat_prompt([ChatMessage(**m) for m in msgs]), 12)
+    want_chat = ref_text(http_reference, TextCodec(TOK).render_chat(msgs), 12)
     chat = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12, temperature=0)
     assert chat.choices[0].message.content == want_chat and chat.choices[0].message.role == "assistant"
     stream = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12, temperature=0, stream=True)
@@ -51,7 +51,7 @@ def test_completions_and_chat_streaming_and_not(client, http_reference):
 
 def test_seeded_sampling_matches_reference(client, http_reference):
     prompt = "sampling with a seed"
-    req = Request("r", tuple(TOK.encode(prompt)), 16, temperature=0.8, top_p=0.9, seed=42)
+    req = Request("r", tuple(TOK.encode(prompt)), 16, temperature=0.8, top_p=0.9, seed=42, stop_ids=EOS)
     out = client.completions.create(model=MODEL, prompt=prompt, max_tokens=16, temperature=0.8, top_p=0.9, seed=42)
     assert out.choices[0].text == text_of(http_reference.run(req).tokens)
 
@@ -69,7 +69,7 @@ def test_session_over_three_turns_equals_one_sequential_stream(client, server, h
     sid = _session(server)
     prompts = ["first turn of the session ", "second turn ", "third and last turn "]
     outs = [_turn(client, sid, p, 9) for p in prompts]
-    want = http_reference.run_turns([Request("s", tuple(TOK.encode(p)), 9) for p in prompts])
+    want = http_reference.run_turns([Request("s", tuple(TOK.encode(p)), 9, stop_ids=EOS) for p in prompts])
     assert [o.choices[0].text for o in outs] == [text_of(w.tokens) for w in want]
     info = httpx.get(f"{server}/v1/sessions/{sid}", headers={"Authorization": "Bearer sk-alpha"}).json()
     assert info["version"] == want[-1].num_writes > 0
@@ -83,7 +83,7 @@ def test_fork_diverges_only_from_the_fork_point_and_rollback_restores(client, se
     v1 = httpx.get(f"{server}/v1/sessions/{sid}", headers=auth).json()["version"]
     child = httpx.post(f"{server}/v1/sessions/{sid}/fork", headers=auth).json()["id"]
     a, b = _turn(client, sid, "branch A goes here", 10), _turn(client, child, "branch B goes elsewhere", 10)
-    turn = lambda p, n: Request("s", tuple(TOK.encode(p)), n)
+    turn = lambda p, n: Request("s", tuple(TOK.encode(p)), n, stop_ids=EOS)
     want_a = http_reference.run_turns([turn(base, 8), turn("branch A goes here", 10)])[-1]
     want_b = http_reference.run_turns([turn(base, 8), turn("branch B goes elsewhere", 10)])[-1]
     assert a.choices[0].text == text_of(want_a.tokens) and b.choices[0].text == text_of(want_b.tokens)
