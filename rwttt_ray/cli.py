@@ -8,6 +8,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+from rwttt_ray.flags import VERSION, Help, add_model_flags, add_scheduler_flags, csv, positive, positive_list, weights
+from rwttt_ray.serve_cli import add_serve_parser
+
+if TYPE_CHECKING:
+    from rwttt_ray.config import RwtttConfig
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -22,120 +29,57 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def _positive(kind: str, least: int = 1):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be an integer, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"{kind} must be >= {least}, got {value}")
-        return value
-    return parse
-
-
-def _non_negative(kind: str):
-    return _positive(kind, least=0)
-
-
-def _layers(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--ttt-layers takes comma-separated ints, got {text!r}") from None
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
-
-
-def _positive_list(kind: str):
-    def parse(text: str) -> tuple[int, ...]:
-        values = tuple(_positive(kind)(x) for x in _csv(text))
-        if not values:
-            raise argparse.ArgumentTypeError(f"{kind} needs at least one value")
-        return values
-    return parse
-
-
-def _weights(text: str) -> tuple[float, float]:
-    try:
-        values = tuple(float(x) for x in _csv(text))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not all(0 < v < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"--tenant-weights takes two positive numbers FLOOD,STEADY, got {text!r}")
-    return values
-
-
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="local checkpoint dir (default: the built-in tiny random model)")
-    p.add_argument("--ttt-layers", type=_layers, help="comma-separated TTT layer indices")
-    p.add_argument("--chunk", type=_positive("--chunk"), help="TTT chunk size C")
-    p.add_argument("--ttt-lr", type=float, help="TTT learning rate eta")
-    p.add_argument("--ttt-target", choices=("hidden_states", "input_embed"))
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-
-
 SKIPPABLE = ("static_batch1", "replicas", "naive_shared", "static_ceiling", "rwttt_ray", "rwttt_http")
-
-
-def add_scheduler_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--align-rounds", type=_non_negative("--align-rounds"),
-                   help="READ rounds an owner at a WRITE boundary may sit out so owners that arrived apart "
-                        "WRITE together (ray/http; default C/2, 0 = never)")
-    p.add_argument("--admit-window-ms", type=float, default=10.0,
-                   help="an idle worker starts once no request arrived for this long (ray/http; 0 = at once)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rwttt", description="RW-TTT serving on Ray: batched, owner-safe test-time training.")
+    parser.add_argument("--version", action="version", version=f"rwttt-ray {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _section = sub.add_parser
+
+    def add_parser(name, **kw):
+        p = _section(name, formatter_class=Help, **kw)
+        p.set_defaults(command=name)
+        return p
+    sub.add_parser = add_parser
     b = sub.add_parser("bench", help="throughput benchmark of every mode on one trace")
     b.add_argument("--backend", default="inproc", choices=("inproc", "ray", "http"))
-    b.add_argument("--streams", type=_positive("--streams"), default=8, help="owners (streams)")
-    b.add_argument("--prompt-len", type=_positive("--prompt-len"), default=128)
-    b.add_argument("--gen-len", type=_positive("--gen-len"), default=128)
+    b.add_argument("--streams", type=positive("--streams"), default=8, help="owners (streams)")
+    b.add_argument("--prompt-len", type=positive("--prompt-len"), default=128)
+    b.add_argument("--gen-len", type=positive("--gen-len"), default=128)
     b.add_argument("--trace", default="uniform", choices=("uniform", "staggered", "all_update", "mixed"))
-    b.add_argument("--max-group-size", type=_positive("--max-group-size"), default=64)
+    b.add_argument("--max-group-size", type=positive("--max-group-size"), default=64)
     b.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait")
-    b.add_argument("--replicas", type=_positive("--replicas"), help="per-stream replica processes")
+    b.add_argument("--replicas", type=positive("--replicas"), help="per-stream replica processes")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--repeat", type=_positive("--repeat"), default=3,
+    b.add_argument("--repeat", type=positive("--repeat"), default=3,
                    help="runs of the batched modes (interleaved; the median is reported)")
     b.add_argument("--skip", action="append", choices=SKIPPABLE, metavar="MODE",
                    help=f"mode to skip (repeatable): {', '.join(SKIPPABLE)}")
     b.add_argument("--json", help="write the figures to this JSON file")
     b.add_argument("--address", help="Ray cluster address (ray backend); default: RAY_ADDRESS or a local cluster")
-    b.add_argument("--workers", type=_positive("--workers"), default=1, help="worker actors (ray backend)")
-    b.add_argument("--rounds-per-call", type=_positive("--rounds-per-call"), default=64,
+    b.add_argument("--workers", type=positive("--workers"), default=1, help="worker actors (ray backend)")
+    b.add_argument("--rounds-per-call", type=positive("--rounds-per-call"), default=64,
                    help="k: most READ rounds one worker call runs (ray backend)")
-    b.add_argument("--max-states-per-worker", type=_positive("--max-states-per-worker"), default=64,
+    b.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"), default=64,
                    help="device slots per worker; more owners than slots spill to the host tier")
-    b.add_argument("--quantum-steps", type=_positive("--quantum-steps"),
+    b.add_argument("--quantum-steps", type=positive("--quantum-steps"),
                    help="rounds a resident may keep its slot while others wait (spill rotation)")
     b.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
     b.add_argument("--tenants", action="store_true",
                    help="ray backend: the two-tenant fairness benchmark (one floods 4x the slots, one steady) "
                         "under vtc+tenant_lru and fcfs+lru, instead of the mode table")
     add_scheduler_flags(b)
-    b.add_argument("--tenant-weights", type=_weights, default=(1.0, 1.0),
+    b.add_argument("--tenant-weights", type=weights, default=(1.0, 1.0),
                    help="--tenants: weights FLOOD,STEADY (default 1,1)")
     add_model_flags(b)
-    sv = sub.add_parser("serve", help="the whole stack (local Ray, private Redis, model) behind an HTTP API")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=_positive("--port"), default=8000)
-    sv.add_argument("--workers", type=_positive("--workers"), default=1)
-    sv.add_argument("--api-keys", help="JSON file (or string) of API keys -> tenants and quotas")
-    sv.add_argument("--max-states-per-worker", type=_positive("--max-states-per-worker"), default=64)
-    sv.add_argument("--max-group-size", type=_positive("--max-group-size"), default=64)
-    sv.add_argument("--wait-budget", type=int, default=0)
-    sv.add_argument("--grace-s", type=float, default=20.0,
-                    help="on Ctrl-C/SIGTERM: seconds to finish running turns and spill sessions")
-    add_scheduler_flags(sv)
-    add_model_flags(sv)
+    add_serve_parser(sub)
     _add_eval_parser(sub)
+    for p in sub.choices.values():       # --help shows every default, described or not
+        for action in p._actions:
+            if action.help is None and action.option_strings:
+                action.help = action.dest.replace("_", " ")
     return parser
 
 
@@ -146,29 +90,29 @@ def _add_eval_parser(sub) -> None:
     e.add_argument("--trace", default="uniform",
                    choices=("uniform", "staggered", "all_update", "mixed", "poisson", "bursty"),
                    help="trace of the modes run and the sweep")
-    e.add_argument("--traces", type=_csv, help="comma-separated traces of the per-trace table")
-    e.add_argument("--owners", type=_positive("--owners"), help="owners (streams) of the modes run")
-    e.add_argument("--sweep-owners", type=_positive_list("--sweep-owners"), help="e.g. 1,2,4,8,16,32,64")
-    e.add_argument("--prompt-len", type=_positive("--prompt-len"))
-    e.add_argument("--gen-len", type=_positive("--gen-len"))
-    e.add_argument("--max-group-size", type=_positive("--max-group-size"), default=64, help="B")
+    e.add_argument("--traces", type=csv, help="comma-separated traces of the per-trace table")
+    e.add_argument("--owners", type=positive("--owners"), help="owners (streams) of the modes run")
+    e.add_argument("--sweep-owners", type=positive_list("--sweep-owners"), help="e.g. 1,2,4,8,16,32,64")
+    e.add_argument("--prompt-len", type=positive("--prompt-len"))
+    e.add_argument("--gen-len", type=positive("--gen-len"))
+    e.add_argument("--max-group-size", type=positive("--max-group-size"), default=64, help="B")
     e.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait")
-    e.add_argument("--replicas", type=_positive("--replicas"), help="default: memory-matched")
-    e.add_argument("--repeat", type=_positive("--repeat"), help="runs of the batched modes (median kept)")
+    e.add_argument("--replicas", type=positive("--replicas"), help="default: memory-matched")
+    e.add_argument("--repeat", type=positive("--repeat"), help="runs of the batched modes (median kept)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--backends", type=_csv, help="opt-in: ray,http (slower: a local Ray cluster, Serve)")
-    e.add_argument("--ruler-tasks", type=_csv, help="RULER task names or families (default: all)")
-    e.add_argument("--ruler-examples", type=_positive("--ruler-examples"), help="examples per task")
-    e.add_argument("--ruler-context", type=_positive("--ruler-context"), help="prompt length in tokens")
-    e.add_argument("--ruler-gen-len", type=_positive("--ruler-gen-len"), help="cap on each task's generation")
-    e.add_argument("--quality-configs", type=_csv, help="NLL/drift configurations, or 'all'")
-    e.add_argument("--quality-tokens", type=_positive("--quality-tokens"), help="held-out tokens per stream")
+    e.add_argument("--backends", type=csv, help="opt-in: ray,http (slower: a local Ray cluster, Serve)")
+    e.add_argument("--ruler-tasks", type=csv, help="RULER task names or families (default: all)")
+    e.add_argument("--ruler-examples", type=positive("--ruler-examples"), help="examples per task")
+    e.add_argument("--ruler-context", type=positive("--ruler-context"), help="prompt length in tokens")
+    e.add_argument("--ruler-gen-len", type=positive("--ruler-gen-len"), help="cap on each task's generation")
+    e.add_argument("--quality-configs", type=csv, help="NLL/drift configurations, or 'all'")
+    e.add_argument("--quality-tokens", type=positive("--quality-tokens"), help="held-out tokens per stream")
     e.add_argument("--address", help="Ray cluster address (ray/http backends)")
-    e.add_argument("--workers", type=_positive("--workers"), default=1, help="worker actors (ray/http)")
-    e.add_argument("--rounds-per-call", type=_positive("--rounds-per-call"), default=64)
-    e.add_argument("--max-states-per-worker", type=_positive("--max-states-per-worker"),
+    e.add_argument("--workers", type=positive("--workers"), default=1, help="worker actors (ray/http)")
+    e.add_argument("--rounds-per-call", type=positive("--rounds-per-call"), default=64)
+    e.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"),
                    help="device slots per worker; the Ray sweep goes past them (spill)")
-    e.add_argument("--quantum-steps", type=_positive("--quantum-steps"))
+    e.add_argument("--quantum-steps", type=positive("--quantum-steps"))
     e.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
     add_model_flags(e)
 
@@ -176,8 +120,14 @@ def _add_eval_parser(sub) -> None:
 def config_from(args) -> "RwtttConfig":
     from rwttt_ray.config import RwtttConfig
 
+    seed = getattr(args, "seed", None) if args.command == "serve" else None
     return RwtttConfig(model=args.model, ttt_layers=args.ttt_layers, ttt_chunk=args.chunk, ttt_lr=args.ttt_lr,
-                       ttt_target=args.ttt_target, dtype=args.dtype, device=args.device,
+                       ttt_target=args.ttt_target, dtype=args.dtype, device=args.device, ttt_init=args.ttt_init,
+                       max_model_len=getattr(args, "max_model_len", None),
+                       chat_template=getattr(args, "chat_template", None),
+                       generation_config=getattr(args, "generation_config", "auto"),
+                       session_ttl_s=getattr(args, "session_ttl_s", 3600.0),
+                       **({"seed": seed} if seed is not None else {}),
                        max_group_size=getattr(args, "max_group_size", 64),
                        max_states_per_worker=getattr(args, "max_states_per_worker", 64),
                        wait_budget_steps=getattr(args, "wait_budget", 0),
@@ -226,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args)
         if args.command == "serve":
-            from rwttt_ray.serve_cli import serve_main
+            from rwttt_ray.serve_cli import resolve_serve_args, serve_main
 
-            return serve_main(args, config_from(args))
+            return serve_main(args, config_from(resolve_serve_args(args)))
     except KeyboardInterrupt:
         return _fail("rwttt: interrupted", 130)
     except (ValueError, OSError, RuntimeError) as exc:

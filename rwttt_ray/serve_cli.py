@@ -1,19 +1,92 @@
-"""`rwttt serve`: local Ray, a private Redis, the model, and the HTTP API on one loopback port."""
+"""`rwttt serve`: local Ray, a private Redis, the model, and the HTTP API on one loopback port.
+
+It speaks `vllm serve`: a positional MODEL (or --model), --served-model-name, --api-key,
+--max-model-len, --dtype auto, --chat-template, --generation-config, --seed, --log-level.
+Before anything starts, the model, tokenizer, template and keys are checked (a bad one is one
+line and a non-zero exit), and one line says what is served with which settings.
+"""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
-from rwttt_ray.config import RwtttConfig
+from rwttt_ray.flags import VERSION, add_model_flags, add_scheduler_flags, positive
 
+if TYPE_CHECKING:
+    from rwttt_ray.config import RwtttConfig
 
 SERVICE_NAME = "rwttt-service"
 
 
+def add_serve_parser(sub) -> None:
+    sv = sub.add_parser("serve", help="the whole stack (local Ray, private Redis, model) behind an HTTP API",
+                        description="Serve MODEL (a local checkpoint dir; default: the built-in tiny model) over an "
+                                    "OpenAI-compatible HTTP API, as `vllm serve` does.")
+    sv.add_argument("model_tag", nargs="?", metavar="MODEL", help="local checkpoint dir (or --model)")
+    sv.add_argument("--version", action="version", version=f"rwttt-ray {VERSION}")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (nothing listens beyond it)")
+    sv.add_argument("--port", type=positive("--port"), default=8000, help="HTTP port")
+    sv.add_argument("--served-model-name", nargs="+", metavar="NAME",
+                    help="model name(s) the API answers to; the first is reported (default: the model dir's name)")
+    sv.add_argument("--api-key", help="one API key: requests must send it (one tenant, 'default')")
+    sv.add_argument("--api-keys", help="JSON file (or string) of API keys -> tenants and quotas")
+    sv.add_argument("--max-model-len", type=positive("--max-model-len", 2),
+                    help="context served (prompt + generated), at most the model's (default: the model's)")
+    sv.add_argument("--chat-template", help="Jinja chat template file overriding the tokenizer's own")
+    sv.add_argument("--generation-config", default="auto",
+                    help="'auto' (the model's generation_config.json), 'vllm' (none) or a folder holding one")
+    sv.add_argument("--seed", type=int,
+                    help="seed of the built-in weights, of --ttt-init random, and of requests sent without one")
+    sv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error", "critical"),
+                    help="log level of rwttt and Ray Serve")
+    sv.add_argument("--session-ttl-s", type=float, default=3600.0,
+                    help="seconds a session may stay idle before it expires (a session's own ttl_s overrides)")
+    sv.add_argument("--workers", type=positive("--workers"), default=1, help="worker actors (each a model copy)")
+    sv.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"), default=64,
+                    help="device slots per worker; more owners than slots spill to the host tier")
+    sv.add_argument("--max-group-size", type=positive("--max-group-size"), default=64,
+                    help="B: most owners in one group")
+    sv.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait for partners")
+    sv.add_argument("--grace-s", type=float, default=20.0,
+                    help="on Ctrl-C/SIGTERM: seconds to finish running turns and spill sessions")
+    add_scheduler_flags(sv)
+    add_model_flags(sv, dtype="auto")
+
+
+def resolve_serve_args(args):
+    """MODEL or --model (not two different ones); --api-key or --api-keys (not both)."""
+    if args.model_tag and args.model and args.model_tag != args.model:
+        raise ValueError(f"two models given: {args.model_tag!r} and --model {args.model!r}")
+    args.model = args.model or args.model_tag
+    if args.api_key and args.api_keys:
+        raise ValueError("give --api-key or --api-keys, not both")
+    return args
+
+
 def app_args(args, config: RwtttConfig) -> dict:
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
-    return {"config": fields, "api_keys": args.api_keys, "num_workers": args.workers, "service_name": SERVICE_NAME}
+    keys = {args.api_key: {"tenant": "default"}} if args.api_key else args.api_keys
+    out = {"config": fields, "api_keys": keys, "num_workers": args.workers, "service_name": SERVICE_NAME,
+           "seed": args.seed}
+    if args.served_model_name:
+        out["served_model_name"] = list(args.served_model_name)
+    return out
+
+
+def startup_line(config: RwtttConfig, names) -> str:
+    """What will be served, checked before Ray starts (a bad model, tokenizer or template fails here)."""
+    from rwttt_ray.api.served import served_model
+
+    model = config.load_model()
+    served = served_model(config, names)
+    template = f"chat template {config.chat_template}" if config.chat_template else (
+        "chat template: the tokenizer's" if getattr(served.codec.tokenizer, "chat_template", None)
+        else "chat template: built-in (byte tokenizer)")
+    return (f"rwttt-ray: serving {served.name!r}: {model.describe(config.device, config.max_states_per_worker)}; "
+            f"eos ids {list(served.eos_ids)}; {served.defaults.describe()}; {template}")
 
 
 def serve_main(args, config: RwtttConfig) -> int:
@@ -23,11 +96,14 @@ def serve_main(args, config: RwtttConfig) -> int:
     from rwttt_ray.api.keys import load_keys
     from rwttt_ray.app import build_app
 
-    load_keys(args.api_keys)                     # a bad key file fails here, in one line
-    config.load_model()                          # and a bad model dir
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    a = app_args(args, config)
+    load_keys(a["api_keys"])                     # a bad key file fails here, in one line
+    print(startup_line(config, args.served_model_name), flush=True)
     init_ray()
-    serve.start(http_options={"host": args.host, "port": args.port})
-    serve.run(build_app(app_args(args, config)), name="rwttt", route_prefix="/")
+    logging_config = {"log_level": args.log_level.upper()}
+    serve.start(http_options={"host": args.host, "port": args.port}, logging_config=logging_config)
+    serve.run(build_app(a), name="rwttt", route_prefix="/", logging_config=logging_config)
     print(f"rwttt-ray serving on http://{args.host}:{args.port}/v1  (Ctrl-C to stop)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
