@@ -51,8 +51,10 @@ def mismatches(mode: ModeResult, ref: ModeResult, most: int = 3) -> list[dict]:
 
 
 def _diff(a, b) -> float:
-    """Largest |a - b|, on the host in fp32 (a mode's logits may sit on another device)."""
-    return float((a.detach().float().cpu() - b.detach().float().cpu()).abs().max())
+    """Largest |a - b|, on the host in fp32 (a mode's logits may sit on another device); a NaN
+    anywhere is an infinite difference (max() would pass it over, and the gate with it)."""
+    d = (a.detach().float().cpu() - b.detach().float().cpu()).abs()
+    return float("inf") if bool(d.isnan().any()) else float(d.max())
 
 
 def max_logit_diff(mode: ModeResult, ref: ModeResult) -> float | None:

@@ -30,17 +30,19 @@ class IncrementalDetokenizer:
         self.prefix = 0                   # first id of the decode window
         self.read = len(self.ids)         # ids before this have been emitted as text
         self.text = ""                    # everything emitted so far
+        self._prefix_text: str | None = None   # decode of ids[prefix:read], until they move
 
     def _decode(self, ids: Sequence[int]) -> str:
         return self.decoder.decode(ids, skip_special_tokens=self.skip)
 
     def _advance(self, final: bool) -> str:
-        prefix_text = self._decode(self.ids[self.prefix:self.read])
-        new_text = self._decode(self.ids[self.prefix:])
+        if self._prefix_text is None:
+            self._prefix_text = self._decode(self.ids[self.prefix:self.read])
+        prefix_text, new_text = self._prefix_text, self._decode(self.ids[self.prefix:])
         if len(new_text) <= len(prefix_text) or (new_text.endswith(REPLACEMENT) and not final):
             return ""
         piece = new_text[len(prefix_text):]
-        self.prefix, self.read = self.read, len(self.ids)
+        self.prefix, self.read, self._prefix_text = self.read, len(self.ids), None
         self.text += piece
         return piece
 

@@ -27,7 +27,18 @@ class SequencePool:
         self.sbuf = [torch.empty(buf, dtype=dtype, device=device) for _ in range(num_ttt)] if keep_targets else None
         self.capacity, self.max_len = capacity, max_len
         self._free = list(range(capacity - 1, -1, -1))
+        self._fresh = set(range(capacity))        # slots whose memory was never written
         self.owner_slot: dict[str, int] = {}
+
+    def _clean(self, slot: int) -> None:
+        """Zero a slot at its first use. A group reads every row's KV up to the group's longest
+        position: a shorter row's extra positions get softmax weight 0, but 0 * NaN is NaN, so
+        garbage in fresh memory would poison its output (a rare, allocation-dependent wrong
+        token). Later owners of the slot find the finite values of earlier ones."""
+        if slot in self._fresh:
+            self._fresh.discard(slot)
+            for t in (*self.k, *self.v, *self.xbuf, *self.hbuf, *(self.sbuf or [])):
+                t[slot].zero_()
 
     def num_free(self) -> int:
         return len(self._free)
@@ -38,6 +49,7 @@ class SequencePool:
         if not self._free:
             raise SequencePoolFullError(f"all {self.capacity} sequence slots are in use")
         self.owner_slot[owner_id] = slot = self._free.pop()
+        self._clean(slot)
         return slot
 
     def release(self, owner_id: str) -> None:

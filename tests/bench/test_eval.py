@@ -129,7 +129,8 @@ def _trace_gates(model, hooks):
 
 def test_real_engine_passes_the_trace_gates(model_c8):
     g = _trace_gates(model_c8, Hooks())
-    assert g["passed"] and g["contract_held"] and g["token_match"] == "3/3" and g["writes_audited"] > 0, g
+    assert g["passed"] and g["contract_held"] and g["token_match"] == "3/3" and g["writes_audited"] > 0, \
+        f"{g}"                           # in full: token_mismatches says how a failure failed
 
 
 def test_token_and_logit_match_fails_on_naive_batching(model_c8):

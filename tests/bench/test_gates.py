@@ -49,3 +49,10 @@ def test_paired_ratio_is_the_median_of_adjacent_pairs():
     assert paired_ratio(res) == 0.9               # pairs 0.9, 0.5, 0.95: the slow pass is an outlier
     res.extra["paired_inproc_walls_s"] = [1.0]
     assert paired_ratio(res) is None               # passes without a partner: no paired figure
+
+
+def test_a_nan_logit_fails_the_logit_gate():
+    """max() passes over NaN; the gate must not (NaN logits once hid a wrong greedy token)."""
+    ref = _mode("sequential", [1, 1], [L(0., 1.), L(0., 1.)])
+    nan = _mode("rwttt", [1, 0], [L(0., 1.), L(float("nan"), 0.)])
+    assert max_logit_diff(nan, ref) == float("inf") and not gates(nan, None, ref)["passed"]

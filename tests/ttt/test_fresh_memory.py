@@ -1,0 +1,18 @@
+"""Fresh pool memory is never read as garbage: a slot is zeroed at its first use, so owners of
+different lengths batched together (a shorter row reads masked KV positions up to the longest)
+match the sequential reference even when the allocator hands out NaN-filled pages."""
+import torch
+
+from rwttt_ray.ttt.engine import Engine
+from tests.ttt.oracle import assert_matches_reference, make_requests
+
+
+def test_nan_garbage_in_fresh_slots_never_reaches_an_output(model_c8):
+    reqs = make_requests(3, prompt_lens=[5, 13, 21], gen_lens=[12])
+    eng = Engine(model_c8, max_owners=4, record_logits=True, keep_state=True)
+    seqs = eng.runner.seqs
+    for t in (*seqs.k, *seqs.v, *seqs.xbuf, *seqs.hbuf):
+        t.fill_(float("nan"))                 # what fresh memory may hold
+    out = eng.run(reqs)
+    assert all(torch.isfinite(x).all() for o in out.values() for x in o.logits)
+    assert_matches_reference(model_c8, reqs, out)
