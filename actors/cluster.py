@@ -64,7 +64,10 @@ def haproxy_env() -> dict[str, str]:
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
             "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock", "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+            # one node, nothing in front: the 30 s minimum drain of a deleted app (meant for load
+            # balancers before HAProxy) only delays `serve.delete` and Ctrl-C; turns drain by --grace-s
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 
 
 class RwtttCluster:
