@@ -54,13 +54,13 @@ def test_small_bench_runs_and_passes_gates(tmp_path):
     assert "rwttt_inproc" in res.stdout
 
 
-def test_small_http_bench_runs_every_backend(tmp_path):
+def test_small_http_bench_runs(tmp_path):
     """The main job's path (`make bench` is `rwttt bench --backend http`), small: local Ray,
-    private Redis, Serve and the HTTP clients; every backend's tokens match the reference."""
+    private Redis, Serve and the HTTP clients; the HTTP tokens match the reference."""
     out = tmp_path / "bench.json"
     res = rwttt("bench", "--backend", "http", "--streams", "2", "--prompt-len", "8", "--gen-len", "6", "--chunk", "8",
                 "--repeat", "1", "--skip", "replicas", "--skip", "static_batch1", "--skip", "naive_shared",
-                "--json", str(out), timeout=600)
+                "--skip", "rwttt_ray", "--json", str(out), timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    gates = json.loads(out.read_text())["gates"]
-    assert gates["rwttt_http_token_match"] == gates["rwttt_ray_token_match"] == "2/2" and gates["passed"]
+    doc = json.loads(out.read_text())
+    assert doc["gates"]["rwttt_http_token_match"] == "2/2" and doc["gates"]["passed"] and "rwttt_ray" not in doc["modes"]

@@ -56,6 +56,7 @@ def sample(logits: torch.Tensor, req: Request, index: int, generated: Sequence[i
     if req.top_p < 1:
         sorted_p, idx = torch.sort(probs, descending=True)
         keep = torch.cumsum(sorted_p, 0) - sorted_p < req.top_p
+        keep[0] = True          # the most likely token always stays (a top_p under fp32's range keeps none)
         probs = torch.zeros_like(probs).scatter_(0, idx[keep], sorted_p[keep])
     gen = torch.Generator().manual_seed((int(req.seed) * 1_000_003 + index) % (2**63))
     return int(torch.multinomial(probs.cpu(), 1, generator=gen).item())

@@ -38,6 +38,7 @@ def test_greedy_and_bias_change_the_token():
     assert sample(logits, req(), 0) == V - 1
     assert sample(logits, req(logit_bias=((2, 100.0),)), 0) == 2
     assert sample(logits, req(temperature=1e-300), 0) == V - 1      # below 1e-5: greedy, never inf/nan
+    assert sample(logits, req(temperature=1.0, top_p=1e-300, seed=1), 0) == V - 1   # 0 in fp32: the top token
 
 
 def test_top_k_keeps_only_the_k_best():
