@@ -236,7 +236,7 @@ class SchedulerActor:
         except DirectoryUnavailableError:
             pass   # the token log is a recovery aid; the worker still holds the tokens
         self._count(plan, new, accepted)
-        for owner_id in set(new) | set(result.progress):
+        for owner_id in set(new) | set(result.progress) | set(result.failed):
             self.sessions.on_tokens(owner_id, len(new.get(owner_id, [])), now)
         for owner_id, version in result.kept:
             self.sessions.on_kept(owner_id, version)

@@ -41,7 +41,7 @@ class PhaseResult:
     tokens: dict[OwnerId, list[int]] = field(default_factory=dict)       # emitted, in order
     progress: dict[OwnerId, OwnerProgress] = field(default_factory=dict)  # actual, after the phase
     receipts: list[WriteReceipt] = field(default_factory=list)
-    failed_writes: list[OwnerId] = field(default_factory=list)           # rolled back on the worker
+    failed: dict[OwnerId, str] = field(default_factory=dict)             # owners whose step raised (alone)
     spilled: list[OwnerId] = field(default_factory=list)                 # moved to the host tier
     logprobs: dict[OwnerId, list] = field(default_factory=dict)          # per emitted token, if asked
     stops: dict[OwnerId, int | str] = field(default_factory=dict)        # stop id/string that ended a turn

@@ -233,6 +233,9 @@ class SchedulerCore:
         for o in result.spilled:
             if o in live:
                 live[o].resident = False
+        for o, message in result.failed.items():
+            if o in live and live[o].error is None:
+                live[o].error = f"worker error: {message}"
         receipted = {r.owner_id for r in result.receipts}
         for group in plan.writes:
             for o in group.owner_ids:

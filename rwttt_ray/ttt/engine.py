@@ -125,7 +125,10 @@ class Engine:
         if self.audit_groups:
             self.issued.append(group)
         if group.effect is Effect.READ:
-            return list(self.runner.run(group).tokens.items())
+            res = self.runner.run(group)
+            for owner_id, message in res.failed.items():     # that owner's token only
+                self._finish(owner_id, error=message)
+            return list(res.tokens.items())
         self._execute_write(group)
         return []
 

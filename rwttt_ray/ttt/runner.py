@@ -60,6 +60,7 @@ class GroupResult:
     receipts: tuple[WriteReceipt, ...] = ()
     logprobs: dict[str, TokenLogprobs] = field(default_factory=dict)
     stops: dict[str, StopReason] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)       # owners whose token could not be made
 
 
 class GroupRunner:
@@ -83,6 +84,7 @@ class GroupRunner:
         self.owners: dict[str, OwnerState] = {}
         self.shape_prefix = f"{str(dtype).removeprefix('torch.')}:{cfg.hidden_size}x{cfg.intermediate_size}:C{s.chunk}"
         self.write_fault: Callable[[str], None] | None = None   # test hook: raise inside a WRITE
+        self.read_fault: Callable[[str], None] | None = None    # test hook: raise in a READ, per owner
         self.codec = TextCodec(model.tokenizer)                  # stop strings are matched on its text
 
     # -- owners ---------------------------------------------------------------------------
@@ -134,30 +136,37 @@ class GroupRunner:
             raise ValueError("a READ group must feed equal-length, non-empty token blocks")
         view = BatchView(tuple(self.seqs.owner_slot[o] for o in group.owner_ids), tuple(st.pos for st in states),
                          tuple(st.progress.fill for st in states), tuple(self._fast_slot(o) for o in group.owner_ids))
+        for o in group.owner_ids if self.read_fault is not None else ():
+            self.read_fault(o)
         logits = self.forward(torch.tensor(blocks), view)
         out = GroupResult()
         for b, (o, st) in enumerate(zip(group.owner_ids, states)):
-            if st.pos + len(blocks[b]) == len(st.stream):
-                self._emit(o, st, logits[b], out)
-            else:
+            if st.pos + len(blocks[b]) < len(st.stream):
                 st.progress = st.progress.after_read()
+                continue
+            try:
+                self._emit(o, st, logits[b], out)
+            except Exception as exc:          # this owner's token only: the others' stand
+                out.failed[o] = f"{type(exc).__name__}: {exc}"
         return out
 
     def _fast_slot(self, owner_id: str) -> int | None:
         return self.pool.slot_of(owner_id)
 
     def _emit(self, owner_id: str, st: OwnerState, logits: torch.Tensor, out: GroupResult) -> None:
-        """Sample the owner's next token, and decide here whether its turn ends with it."""
+        """Sample the owner's next token, and decide here whether its turn ends with it (all
+        decided before the owner's state changes, so a failure leaves it as it was)."""
         req = st.request
-        if self.record_logits:
-            st.logits.append(logits.clone())
         shaped = req.shapes_logits
         tok = sample(logits, req, len(st.generated), st.generated if shaped else (), st.stream if shaped else ())
+        entry = token_logprobs(logits, tok, req.logprobs) if req.logprobs is not None else None
+        reason = self._stop_reason(st, tok)
+        if self.record_logits:
+            st.logits.append(logits.clone())
         st.stream.append(tok)
         out.tokens[owner_id] = tok
-        if req.logprobs is not None:
-            out.logprobs[owner_id] = token_logprobs(logits, tok, req.logprobs)
-        reason = self._stop_reason(st, tok)
+        if entry is not None:
+            out.logprobs[owner_id] = entry
         if reason is not None:
             out.stops[owner_id] = reason
         st.progress = st.progress.after_read(stopped=reason is not None)
@@ -172,7 +181,7 @@ class GroupRunner:
             return None
         if st.checker is None:        # the turn's first token, or an owner rebuilt mid-turn
             st.checker = self._checker(st.request, st.stream[:st.progress.num_prompt])
-            st.checker.replay(st.generated[:-1])
+            st.checker.replay(st.generated)
         return st.checker.push(tok)
 
     def _stopped(self, req: Request, generated: list[int]) -> bool:

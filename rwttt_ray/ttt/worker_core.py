@@ -215,10 +215,13 @@ class WorkerCore:
         res.compute_s = time.perf_counter() - t0
         return res
 
-    def _live_members(self, group: Group) -> Group | None:
-        """The group without owners that stopped early (a stop token); refuses any other mismatch."""
+    def _live_members(self, group: Group, res: PhaseResult) -> Group | None:
+        """The group without owners that stopped early (a stop token) or failed in this phase;
+        refuses any other mismatch."""
         tags = []
         for tag in group.tags:
+            if tag.owner_id in res.failed:
+                continue
             actual = self.runner.next_tag(tag.owner_id, self.runner.owners[tag.owner_id].writes)
             if actual == tag:
                 tags.append(tag)
@@ -226,25 +229,37 @@ class WorkerCore:
                 raise RuntimeError(f"owner {tag.owner_id}: planned {tag.key.shape_class}, worker has {actual}")
         return Group(group.key, tuple(tags), group.step) if tags else None
 
-    def _read(self, group: Group, res: PhaseResult) -> None:
-        live = self._live_members(group)
+    def _isolated(self, group: Group, res: PhaseResult, run) -> None:
+        """Run a group; if it raises, every member alone: a member that fails alone fails (its
+        owner ends with the error), the others go on, so one request cannot fail its group.
+        A READ that raised wrote only the KV and buffer rows a re-run writes again; a WRITE that
+        raised rolled every member's candidate back."""
+        live = self._live_members(group, res)
         if live is None:
             return
-        out = self.runner.run(live)
-        for owner_id, tok in out.tokens.items():
-            res.tokens.setdefault(owner_id, []).append(tok)
-        for owner_id, entry in out.logprobs.items():
-            res.logprobs.setdefault(owner_id, []).append(entry)
-        res.stops.update(out.stops)
+        try:
+            run(live)
+            return
+        except Exception as exc:
+            if len(live) == 1:
+                res.failed[live.owner_ids[0]] = f"{type(exc).__name__}: {exc}"
+                return
+        for tag in live.tags:
+            self._isolated(Group(live.key, (tag,), live.step), res, run)
+
+    def _read(self, group: Group, res: PhaseResult) -> None:
+        def run(live: Group) -> None:
+            out = self.runner.run(live)
+            for owner_id, tok in out.tokens.items():
+                res.tokens.setdefault(owner_id, []).append(tok)
+            for owner_id, entry in out.logprobs.items():
+                res.logprobs.setdefault(owner_id, []).append(entry)
+            res.stops.update(out.stops)
+            res.failed.update(out.failed)
+        self._isolated(group, res, run)
 
     def _write(self, group: Group, res: PhaseResult) -> None:
-        try:
-            live = self._live_members(group)
-            if live is not None:
-                res.receipts.extend(self.runner.run(live).receipts)
-        except Exception as exc:   # the runner already rolled the candidates back
-            res.failed_writes.extend(group.owner_ids)
-            res.error = f"WRITE group failed: {exc}"
+        self._isolated(group, res, lambda live: res.receipts.extend(self.runner.run(live).receipts))
 
 
 def _tensor_order(name: str) -> tuple[str, int]:
