@@ -29,7 +29,7 @@ from rwttt_ray.core.tenancy import QuotaError, TenancyError, VersionConflictErro
 
 MAX_BODY_BYTES = 1 << 20
 logger = logging.getLogger("ray.serve")
-app = FastAPI(title="rwttt-ray", version="0.1.0")
+app = FastAPI(title="rwttt-ray", version="0.1.0", openapi_url=None)   # /openapi.json: Ingress.openapi
 
 
 class HTTPError(Exception):
@@ -71,12 +71,34 @@ async def _unexpected(_, exc: Exception):   # last resort: never a traceback to 
     return _error(500, f"internal error: {type(exc).__name__}", "internal_error")
 
 
-@app.middleware("http")
-async def _limit_body(request: HTTPRequest, call_next):
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        return _error(413, f"request body over {MAX_BODY_BYTES} bytes", "invalid_request_error")
-    return await call_next(request)
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes (413), by their content-length or, when chunked,
+    as the bytes arrive: reading past the limit raises, and the app answers in the error shape."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = StarletteHTTPException(413, f"request body over {self.limit} bytes")
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            response = _error(413, str(too_big.detail), "invalid_request_error")
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b"")) if message["type"] == "http.request" else 0
+            if seen > self.limit:
+                raise too_big
+            return message
+        await self.app(scope, limited, send)
+
+
+app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
 
 def _map_scheduler_error(exc: Exception) -> HTTPError:
@@ -132,6 +154,15 @@ class Ingress:
                             "not_found_error", code="model_not_found", param="model")
 
     # -- OpenAI endpoints ---------------------------------------------------------------------
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(self):
+        """The OpenAPI schema, whose `model` is one of the served names (clients and fuzzers see them)."""
+        schema = self.app.openapi()          # the replica's own copy of the FastAPI app
+        for shape in ("CompletionRequest", "ChatRequest"):
+            schema["components"]["schemas"][shape]["properties"]["model"] = {
+                "title": "Model", "type": "string", "enum": list(self.model.names)}
+        return schema
+
     @app.get("/health")
     async def health(self):
         state = await self._call("health")

@@ -95,3 +95,18 @@ def test_health_and_metrics(server):
     for name in ("rwttt_tokens_total", "rwttt_commits_total", "rwttt_group_size_bucket", "rwttt_ttft_seconds_count",
                  "rwttt_token_latency_seconds_bucket", "rwttt_queue_depth", "rwttt_spills_total"):
         assert name in text
+
+
+def test_chunked_bodies_are_capped_too(server):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 65536                     # 2.5 MiB without a content-length
+    res = httpx.post(f"{server}/v1/completions", headers={**A, "content-type": "application/json"},
+                     content=chunks(), timeout=60)
+    assert_error(res, 413)
+
+
+def test_the_schema_names_the_served_models(server):
+    schema = httpx.get(f"{server}/openapi.json").json()["components"]["schemas"]
+    assert schema["CompletionRequest"]["properties"]["model"]["enum"] == ["rwttt-tiny"]
+    assert schema["ChatRequest"]["properties"]["model"]["enum"] == ["rwttt-tiny"]
