@@ -165,10 +165,17 @@ class Ingress:
 
     @app.get("/health")
     async def health(self):
+        """Readiness: 200 only if the scheduler answers, the directory is reachable and a worker is live."""
         state = await self._call("health")
         if state["status"] != "ok":
-            raise HTTPError(503, f"the service is {state['status']}", "service_unavailable")
+            why = f": {state['reason']}" if state.get("reason") else ""
+            raise HTTPError(503, f"the service is {state['status']}{why}", "service_unavailable")
         return state
+
+    @app.get("/ping")
+    async def ping(self):
+        """Liveness: this ingress replica answers (whatever the cluster behind it)."""
+        return {"status": "alive"}
 
     @app.get("/metrics")
     async def metrics(self):

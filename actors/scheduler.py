@@ -345,8 +345,17 @@ class SchedulerActor:
                 "scaling": list(self.scaler.events)}
 
     async def health(self) -> dict:
-        status = "stale" if self.stale else "draining" if self.sessions.draining else "ok"
-        return {"status": status, "workers": sum(w.alive for w in self.core.workers.values())}
+        """Ready only when this scheduler is current, the directory answers and at least one worker
+        is live (its heartbeat, beaten from a thread beside its phases, is in the directory)."""
+        try:
+            beating, directory = self.directory.live_workers(), True
+        except DirectoryUnavailableError:
+            beating, directory = set(), False
+        workers = sum(r.alive and w in beating for w, r in self.core.workers.items())
+        status = ("stale" if self.stale else "draining" if self.sessions.draining else
+                  "ok" if directory and workers else "unavailable")
+        reason = None if status != "unavailable" else "no live worker" if directory else "the directory (Redis) is unreachable"
+        return {"status": status, "workers": workers, "directory": directory, **({"reason": reason} if reason else {})}
 
     async def ledger(self) -> dict[str, int]:
         return self.core.ledger.snapshot()

@@ -90,7 +90,8 @@ def test_client_disconnect_mid_stream_leaks_nothing(server):
 
 
 def test_health_and_metrics(server):
-    assert httpx.get(f"{server}/health").json() == {"status": "ok", "workers": 1}
+    assert httpx.get(f"{server}/health").json() == {"status": "ok", "workers": 1, "directory": True}
+    assert httpx.get(f"{server}/ping").json() == {"status": "alive"}
     text = httpx.get(f"{server}/metrics").text
     for name in ("rwttt_tokens_total", "rwttt_commits_total", "rwttt_group_size_bucket", "rwttt_ttft_seconds_count",
                  "rwttt_token_latency_seconds_bucket", "rwttt_queue_depth", "rwttt_spills_total"):
