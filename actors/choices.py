@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from rwttt_ray.api.params import Prompt
+from rwttt_ray.core.tenancy import BENIGN_ENDS
 from rwttt_ray.text.codec import TextCodec
 from rwttt_ray.text.stops import TextStream
 
@@ -65,7 +66,7 @@ async def read_choice(choice: Choice, next_news: Callable[[str, int], Awaitable[
     try:
         while not choice.done:
             res = await next_news(choice.owner_id, len(choice.ids))
-            if res.get("error") and res["error"] != "cancelled":
+            if res.get("error") and res["error"] not in BENIGN_ENDS:
                 raise GenerationFailed(res["error"])
             choice.done = res["finished"]
             reason = res.get("stop_reason") if choice.done else None

@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from rwttt_ray.core.metrics import LATENCY_BUCKETS_S, Histogram
-from rwttt_ray.core.tenancy import TenancyError
+from rwttt_ray.core.tenancy import BENIGN_ENDS, TenancyError
 
 
 class TokenNews:
@@ -36,7 +36,7 @@ class TokenNews:
             return self.done[owner_id]
         rec = self.core.owners[owner_id]
         finished = owner_id in self.closed
-        reason = None if not finished else "error" if rec.error and rec.error != "cancelled" else \
+        reason = None if not finished else "error" if rec.error and rec.error not in BENIGN_ENDS else \
             "stop" if rec.stop_reason is not None else "length"
         return {"tokens": list(rec.tokens), "logprobs": list(rec.logprobs), "finished": finished,
                 "error": rec.error, "finish_reason": reason, "stop_reason": rec.stop_reason,

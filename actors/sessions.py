@@ -19,8 +19,8 @@ from actors.news import TokenNews
 from rwttt_ray.core.request import Request
 from rwttt_ray.core.scheduler import SchedulerCore
 from rwttt_ray.core.session import SessionBook
-from rwttt_ray.core.tenancy import (BusyError, ContextLengthError, DrainingError, NotFoundError, TenantBook,
-                                   TenantLimits, VersionConflictError)
+from rwttt_ray.core.tenancy import (CANCELLED, OUT_OF_BUDGET, BusyError, ContextLengthError, DrainingError,
+                                   NotFoundError, TenantBook, TenantLimits, VersionConflictError)
 
 
 def new_owner_id(prefix: str) -> str:
@@ -115,6 +115,8 @@ class SessionService(TokenNews):
             return
         self.tenants.count_tokens(owner_id, n)
         self.observe(rec, owner_id, n, now)
+        if not rec.finished and self.tenants.over_budget(owner_id):
+            rec.error = OUT_OF_BUDGET            # not planned again; the reply ends "length"
         if rec.finished and owner_id not in self.closed and (owner_id not in self.book or rec.error is not None):
             self._close(owner_id)        # a session's good turn closes when its end state is kept
 
@@ -211,7 +213,7 @@ class SessionService(TokenNews):
             self.done.pop(owner_id, None)
             await self.release(owner_id)
         elif owner_id not in self.closed:
-            rec.error = rec.error or "cancelled"
+            rec.error = rec.error or CANCELLED
             self._close(owner_id)          # a mid-turn state is not a rollback point
 
     def stop_all(self, reason: str) -> list[str]:

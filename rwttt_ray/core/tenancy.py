@@ -10,6 +10,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 
+# Ends of a turn that are not failures: the client went away, or the tenant's token budget ran out
+# while it generated (the reply ends with finish_reason "length").
+CANCELLED, OUT_OF_BUDGET = "cancelled", "out of budget"
+BENIGN_ENDS = (CANCELLED, OUT_OF_BUDGET)
+
+
 class TenancyError(Exception):
     status = 400
 
@@ -104,6 +110,14 @@ class TenantBook:
         u.owners.add(owner_id)
         if session:
             u.sessions.add(owner_id)
+
+    def over_budget(self, owner_id: str) -> bool:
+        """The owner's tenant has used its tokens_per_minute (checked after each phase: a running
+        request stops then, overshooting by at most one phase)."""
+        tenant = self.owner_tenant.get(owner_id)
+        if tenant is None:
+            return False
+        return self.tokens_last_minute(tenant) >= self.limits.get(tenant, TenantLimits()).tokens_per_minute
 
     def started(self, owner_id: str) -> None:
         self._u(self.owner_tenant[owner_id]).active.add(owner_id)

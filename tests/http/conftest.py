@@ -6,7 +6,8 @@ from rwttt_ray.config import RwtttConfig
 from rwttt_ray.ttt.reference import SequentialReference
 
 KEYS = {"sk-alpha": {"tenant": "alpha"}, "sk-beta": {"tenant": "beta"},
-        "sk-tiny": {"tenant": "tiny", "max_sessions": 1, "max_active": 1}}
+        "sk-tiny": {"tenant": "tiny", "max_sessions": 1, "max_active": 1},
+        "sk-meter": {"tenant": "meter", "tokens_per_minute": 40}}
 
 
 @pytest.fixture(scope="session")

@@ -111,3 +111,13 @@ def test_the_schema_names_the_served_models(server):
     schema = httpx.get(f"{server}/openapi.json").json()["components"]["schemas"]
     assert schema["CompletionRequest"]["properties"]["model"]["enum"] == ["rwttt-tiny"]
     assert schema["ChatRequest"]["properties"]["model"]["enum"] == ["rwttt-tiny"]
+
+
+def test_a_token_budget_holds_while_generating(server):
+    """tokens_per_minute 40: a request asking for 400 stops with "length" once the tenant has used
+    its budget (at most one phase over: C = 8 here), and the next request is a 429."""
+    meter = {"Authorization": "Bearer sk-meter"}
+    out = post(server, "/v1/completions", {**OK, "max_tokens": 400, "ignore_eos": True}, headers=meter).json()
+    used = out["usage"]["completion_tokens"]
+    assert out["choices"][0]["finish_reason"] == "length" and 40 <= used <= 40 + 8 + 1
+    assert_error(post(server, "/v1/completions", OK, headers=meter), 429)
