@@ -50,7 +50,8 @@ async def _adopt(scheduler, entry: DirectoryEntry) -> None:
 
 
 async def rebuild_after_restart(scheduler) -> None:
-    """After a restart: ledger from the directory, progress and tokens from the workers."""
+    """After a restart: ledger from the directory, progress and tokens from the workers, tenants
+    and sessions from both (so streams read on, and sessions take their next turn)."""
     held = {}
     for name, handle in scheduler.workers.items():
         for o, info in (await handle.owners.remote()).items():
@@ -68,3 +69,4 @@ async def rebuild_after_restart(scheduler) -> None:
                                                            [] if publish else [entry.owner_id])
             if publish:
                 scheduler.core.owners[entry.owner_id].progress = progress.after_write()
+        scheduler.sessions.restore(entry.owner_id, entry.tenant_id, info["kept"] if info else [])

@@ -112,6 +112,11 @@ class RwtttCluster:
         ray.get([w.ping.remote() for w in self.workers.values()])
         self.scheduler = self._new_scheduler(recover=False)
 
+    @property
+    def private_redis(self) -> bool:
+        """The directory is the redis-server this cluster started (it ends with the cluster)."""
+        return isinstance(self._redis, EmbeddedRedis)
+
     def _new_scheduler(self, recover: bool):
         sched = SchedulerActor.options(name=f"{self.namespace}-scheduler-{uuid.uuid4().hex[:4]}",
                                        resources=self.scheduler_resources).remote(
@@ -162,6 +167,33 @@ class RwtttCluster:
         self.scheduler = self._new_scheduler(recover=True)
         return old
 
+    def replace_scheduler(self):
+        """The scheduler died: a new one (a new epoch) rebuilds from Redis and the live workers."""
+        self.workers = {n: h for n in self.worker_names if (h := self._live_worker(n)) is not None}
+        self.worker_names = list(self.workers)
+        self.scheduler = self._new_scheduler(recover=True)
+        return self.scheduler
+
+    def _live_worker(self, name: str):
+        try:
+            handle = self.worker(name)
+        except ValueError:      # a dead actor's name is free again
+            return None
+        return handle if _alive(handle) else None
+
+    def replace_worker(self, name: str) -> str:
+        """A worker died: a new one restores the capacity, then the scheduler replays the lost
+        worker's owners (onto any live worker, the new one included); returns the new name."""
+        new = f"{self.namespace}-worker-{uuid.uuid4().hex[:6]}"
+        handle = self.launcher.launch(new)
+        ray.get(handle.ping.remote())
+        self.workers.pop(name, None)
+        self.workers[new] = handle
+        self.worker_names = list(self.workers)
+        ray.get(self.scheduler.attach_worker.remote(new, handle))
+        ray.get(self.scheduler.worker_lost.remote(name))
+        return new
+
     def deltas(self, owner_id: str, worker: str) -> list | None:
         return ray.get(self.worker(worker).deltas.remote(owner_id))
 
@@ -181,6 +213,17 @@ class RwtttCluster:
                 pass
         if isinstance(self._redis, EmbeddedRedis):
             self._redis.stop()
+
+
+def _alive(handle, timeout_s: float = 60.0) -> bool:
+    """The actor answers (a phase in flight delays the answer, it does not make it dead)."""
+    try:
+        ray.get(handle.ping.remote(), timeout=timeout_s)
+    except ray.exceptions.RayActorError:
+        return False
+    except ray.exceptions.GetTimeoutError:
+        pass
+    return True
 
 
 def _autoscaler(num_workers: int, min_workers: int | None, max_workers: int | None,

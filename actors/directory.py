@@ -10,6 +10,7 @@ that check (epoch, version) and write in one atomic step.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -17,6 +18,9 @@ import msgpack
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from actors.directory_scripts import (_ASSERT_EPOCH, _COMMIT, _ENTRIES, _LIVE, _MOVE, _REGISTER, _REMOVE, _RESYNC,
+                                     _SESSION)
 
 T = TypeVar("T")
 
@@ -37,6 +41,13 @@ class StaleEpochError(DirectoryError):
 
 class DirectoryVersionError(DirectoryError):
     """The stored version differs from the caller's expected version (stale or duplicate commit)."""
+
+    def __init__(self, message: str, stored: int = -1) -> None:
+        super().__init__(message)
+        self.stored = stored
+
+    def __reduce__(self):
+        return type(self), (str(self), self.stored)
 
 
 class UnknownEntryError(DirectoryError):
@@ -85,87 +96,6 @@ class DirectoryEntry:
 
 FIELDS = tuple(f.name for f in fields(DirectoryEntry))
 
-# Fenced scripts get KEYS[1] = the epoch key, ARGV[1] = the caller's epoch, and answer {code, value}
-# pairs: 1 ok (value = version), -1 stale epoch (current), -2 version mismatch (stored), -3 no entry,
-# -4 missing payload, -5 entry exists.
-_FENCE = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) < cur then return {-1, cur} end
-"""
-_REGISTER = _FENCE + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {-5, 0} end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('SADD', KEYS[3], ARGV[2])
-return {1, 0}
-"""
-_COMMIT = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-local out = {}
-for i = 2, #KEYS do
-  local code, value = 1, 0
-  if tonumber(ARGV[1]) < cur then code, value = -1, cur
-  elseif redis.call('EXISTS', KEYS[i]) == 0 then code = -3
-  else
-    value = tonumber(redis.call('HGET', KEYS[i], 'version'))
-    if value ~= tonumber(ARGV[i]) then code = -2
-    else value = value + 1; redis.call('HSET', KEYS[i], 'version', value, 'epoch', ARGV[1]) end
-  end
-  out[#out + 1] = code; out[#out + 1] = value
-end
-return out
-"""
-_MOVE = _FENCE + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return {-3, 0} end
-local v = tonumber(redis.call('HGET', KEYS[2], 'version'))
-if ARGV[6] ~= '' and v ~= tonumber(ARGV[6]) then return {-2, v} end
-if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then return {-4, 0} end
-redis.call('HSET', KEYS[2], 'worker_id', ARGV[2], 'slot', ARGV[3], 'tier', ARGV[4], 'payload_key', ARGV[5],
-           'epoch', ARGV[1])
-if ARGV[7] == '1' then   -- spill: payloads of lower versions are obsolete now
-  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[6])
-  for _, k in ipairs(old) do redis.call('DEL', k) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[6])
-end
-return {1, v}
-"""
-_REMOVE = _FENCE + """
-for _, k in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do redis.call('DEL', k) end
-local existed = redis.call('DEL', KEYS[2])
-redis.call('DEL', KEYS[4], KEYS[5])
-redis.call('SREM', KEYS[3], ARGV[2])
-return {1, existed}
-"""
-# NOTE: _REMOVE, _MOVE (spill), _ENTRIES and _LIVE touch keys they read from data, fine for one
-# Redis (or Sentinel); Redis Cluster would need hash tags on the namespace.
-_SESSION = _FENCE + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return {-3, 0} end
-local v = tonumber(redis.call('HGET', KEYS[2], 'version'))
-if ARGV[2] ~= '' then
-  if tonumber(ARGV[2]) > v then return {-2, v} end
-  v = tonumber(ARGV[2])
-  redis.call('HSET', KEYS[2], 'version', v, 'epoch', ARGV[1])
-end
-redis.call('HSET', KEYS[2], 'request', ARGV[3])
-redis.call('DEL', KEYS[3])
-return {1, v}
-"""
-_ENTRIES = """
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local f = redis.call('HMGET', ARGV[1] .. id, unpack(ARGV, 2))
-  if f[1] then out[#out + 1] = f end
-end
-return out
-"""
-_LIVE = """
-local out = {}
-for _, w in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. w) == 1 then out[#out + 1] = w end
-end
-return out
-"""
-
-
 class RedisDirectory:
     """Owner -> (worker, slot, tier, version, epoch) in Redis; metadata only, one round trip per op."""
 
@@ -180,9 +110,9 @@ class RedisDirectory:
         except ValueError as exc:
             raise DirectoryUnavailableError(f"cannot reach Redis at {url}: {exc}") from exc
         self._call(self.r.ping)                      # fail fast, once, naming the URL
-        scripts = (_REGISTER, _COMMIT, _MOVE, _REMOVE, _ENTRIES, _LIVE, _SESSION)
-        self._register, self._commit, self._move, self._remove, self._entries, self._live, self._session = (
-            self.r.register_script(s) for s in scripts)
+        scripts = (_REGISTER, _COMMIT, _MOVE, _REMOVE, _ENTRIES, _LIVE, _SESSION, _RESYNC, _ASSERT_EPOCH)
+        (self._register, self._commit, self._move, self._remove, self._entries, self._live, self._session,
+         self._resync, self._assert_epoch) = (self.r.register_script(s) for s in scripts)
 
     def _call(self, fn: Callable[..., T], *args: Any, idempotent: bool = False, **kw: Any) -> T:
         lost: Exception | None = None
@@ -192,8 +122,13 @@ class RedisDirectory:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 lost = exc
             except redis.RedisError as exc:
-                raise DirectoryError(f"Redis at {self.url} failed: {exc}") from exc
-        raise DirectoryUnavailableError(f"cannot reach Redis at {self.url}: {lost}") from lost
+                raise DirectoryError(f"Redis at {self.where} failed: {exc}") from exc
+        raise DirectoryUnavailableError(f"cannot reach Redis at {self.where}: {lost}") from lost
+
+    @property
+    def where(self) -> str:
+        """The URL without its password (for logs and errors)."""
+        return re.sub(r"//[^@/]*@", "//", self.url)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
@@ -205,7 +140,7 @@ class RedisDirectory:
         if code == -1:
             raise StaleEpochError(f"epoch {epoch} is stale (current {value}): owner {owner_id} not changed")
         if code == -2:
-            raise DirectoryVersionError(f"owner {owner_id}: expected version {expected}, stored {value}")
+            raise DirectoryVersionError(f"owner {owner_id}: expected version {expected}, stored {value}", value)
         if code == -3:
             raise UnknownEntryError(f"owner {owner_id} has no directory entry")
         if code == -4:
@@ -227,6 +162,24 @@ class RedisDirectory:
 
     def current_epoch(self) -> int:
         return int(self._call(self.r.get, self.key("epoch"), idempotent=True) or 0)
+
+    def assert_epoch(self, epoch: int) -> int:
+        """After Redis lost data (restarted empty, or from an older snapshot): raise the fencing
+        counter back to `epoch` if it fell below it; returns the counter as found."""
+        return int(self._call(self._assert_epoch, keys=[self.key("epoch")], args=[epoch], idempotent=True))
+
+    def resync(self, owners: list[tuple[DirectoryEntry, Mapping[str, Any], list[int]]], epoch: int) -> None:
+        """Rewrite these owners' entries, requests and token logs from the scheduler's own state
+        (fenced: only a current scheduler may), in one pipeline: Redis lost or rolled back them."""
+        pipe = self.r.pipeline(transaction=False)
+        for entry, request, tokens in owners:
+            fields_ = entry.to_dict() | {"request": msgpack.packb(dict(request))}
+            keys = [*self._owner_keys(entry.owner_id), self.key("owners"), self.key("tokens", entry.owner_id)]
+            args = [epoch, entry.owner_id, len(fields_), *(x for kv in fields_.items() for x in kv), *tokens]
+            self._resync(keys=keys, args=args, client=pipe)
+        for code, value in self._call(pipe.execute):
+            if int(code) == -1:
+                raise StaleEpochError(f"epoch {epoch} is stale (current {value}): nothing re-registered")
 
     # -- entries ----------------------------------------------------------------------------
     def register(self, entry: DirectoryEntry, request: Mapping[str, Any] | None = None) -> None:

@@ -2,22 +2,27 @@
 
 Auth (Bearer key -> tenant), validation, tokenising (the model's tokenizer and chat template)
 and the text of every choice happen here; every decision about owners, versions, quotas and
-stops is the scheduler's or the worker's. Errors are OpenAI error JSON with the right status;
-nothing here can raise a 500 for bad input, and an unknown route is a 404 in the same shape.
+stops is the scheduler's or the worker's. Errors are OpenAI error JSON with the right status
+(actors/http_errors.py). A scheduler that died is followed to its replacement; the turns a
+replica streams are leased to it (renewed while it reads them), so a dead replica's turns end.
 """
 
+import asyncio
+import hmac
 import json
 import logging
+import os
 import random
+import time
 
 from fastapi import FastAPI, Request as HTTPRequest
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from ray import serve
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from ray.exceptions import RayActorError
 
 from actors.choices import Choice, GenerationFailed, make_choice, merged
 from actors.feed import TokenFeed
+from actors.http_errors import HTTPError, install, map_scheduler_error, named, request_id
 from rwttt_ray.api import render
 from rwttt_ray.api.keys import load_keys
 from rwttt_ray.api.params import (BadRequest, Prompt, chat_prompt, completion_prompts, logprobs_asked,
@@ -25,95 +30,13 @@ from rwttt_ray.api.params import (BadRequest, Prompt, chat_prompt, completion_pr
 from rwttt_ray.api.protocol import ChatRequest, CompletionRequest, RollbackRequest, SessionCreate, error_body
 from rwttt_ray.api.served import served_model
 from rwttt_ray.config import RwtttConfig
-from rwttt_ray.core.tenancy import QuotaError, TenancyError, VersionConflictError
 
-MAX_BODY_BYTES = 1 << 20
+REATTACH_S = 30.0      # how long a call waits for a replaced scheduler
+METRICS_KEY_ENV = "RWTTT_METRICS_KEY"
+LEASE_S = 6.0          # a turn whose replica stops renewing its lease this long is cancelled
 logger = logging.getLogger("ray.serve")
 app = FastAPI(title="rwttt-ray", version="0.1.0", openapi_url=None)   # /openapi.json: Ingress.openapi
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", code=None, headers=None,
-                 param=None):
-        super().__init__(message)
-        self.status, self.type, self.code, self.headers, self.param = status, type_, code, headers or {}, param
-
-
-def _error(status: int, message: str, type_: str, code=None, headers=None, param=None) -> JSONResponse:
-    return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
-
-
-@app.exception_handler(HTTPError)
-async def _http_error(_, exc: HTTPError):
-    return _error(exc.status, str(exc), exc.type, exc.code, exc.headers, exc.param)
-
-
-@app.exception_handler(RequestValidationError)
-async def _validation_error(_, exc: RequestValidationError):
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(x) for x in first.get("loc", []) if x != "body")
-    msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
-    if first.get("type") == "extra_forbidden":
-        msg = "this field is not supported"
-    return _error(400, f"{where or 'body'}: {msg}", "invalid_request_error", param=where or None)
-
-
-@app.exception_handler(StarletteHTTPException)
-async def _route_error(request: HTTPRequest, exc: StarletteHTTPException):
-    what = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
-    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-    return _error(exc.status_code, what.get(exc.status_code, str(exc.detail)), kind)
-
-
-@app.exception_handler(Exception)
-async def _unexpected(_, exc: Exception):   # last resort: never a traceback to the client
-    logger.exception("unexpected error in the ingress")
-    return _error(500, f"internal error: {type(exc).__name__}", "internal_error")
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes (413), by their content-length or, when chunked,
-    as the bytes arrive: reading past the limit raises, and the app answers in the error shape."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        too_big = StarletteHTTPException(413, f"request body over {self.limit} bytes")
-        length = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            response = _error(413, str(too_big.detail), "invalid_request_error")
-            return await response(scope, receive, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b"")) if message["type"] == "http.request" else 0
-            if seen > self.limit:
-                raise too_big
-            return message
-        await self.app(scope, limited, send)
-
-
-app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-
-
-def _map_scheduler_error(exc: Exception) -> HTTPError:
-    cause = getattr(exc, "cause", None) or exc
-    if isinstance(cause, QuotaError):
-        return HTTPError(429, str(cause), "rate_limit_error", headers={"Retry-After": str(cause.retry_after_s)})
-    if isinstance(cause, VersionConflictError):
-        return HTTPError(409, str(cause), "conflict_error", code=cause.current_version)
-    if isinstance(cause, TenancyError):
-        kind = {404: "not_found_error", 409: "conflict_error", 503: "service_unavailable"}.get(
-            cause.status, "invalid_request_error")
-        return HTTPError(cause.status, str(cause), kind, code="context_length_exceeded" if cause.status == 413 else None)
-    if isinstance(cause, ValueError):
-        return HTTPError(400, str(cause).splitlines()[0], "invalid_request_error")
-    return HTTPError(503, f"the cluster could not serve the request: {type(cause).__name__}", "service_unavailable")
+install(app)                     # errors in the OpenAI shape, bodies capped (actors/http_errors.py)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256,
@@ -125,6 +48,7 @@ class Ingress:
 
         self.config = RwtttConfig(**args.get("config", {}))
         self.keys = load_keys(args.get("api_keys"))
+        self.metrics_key = args.get("metrics_key") or os.environ.get(METRICS_KEY_ENV) or None
         self.model = served_model(self.config, args.get("served_model_name"))
         seed = args.get("seed")
         self.seeds = random.Random(seed) if seed is not None else random.SystemRandom()
@@ -132,8 +56,11 @@ class Ingress:
                               args.get("redis_url"), self.keys.limits, int(args.get("rounds_per_call", 64)))
         import ray
 
+        self.manager = manager
         self.scheduler = ray.get(manager.scheduler.remote())
-        self.feed = TokenFeed(lambda wants, timeout_s: self.scheduler.next_tokens_many.remote(wants, timeout_s))
+        self.feed = TokenFeed(lambda wants, timeout_s: self._scheduler("next_tokens_many", wants, timeout_s))
+        self.reading: dict[str, int] = {}      # owners this replica streams -> readers (their leases)
+        self._renewer: asyncio.Task | None = None
 
     # -- plumbing -------------------------------------------------------------------------
     def _tenant(self, request: HTTPRequest) -> str:
@@ -144,9 +71,44 @@ class Ingress:
 
     async def _call(self, method: str, *args, **kw):
         try:
-            return await getattr(self.scheduler, method).remote(*args, **kw)
+            return await self._scheduler(method, *args, **kw)
         except Exception as exc:
-            raise _map_scheduler_error(exc) from None
+            raise map_scheduler_error(exc) from None
+
+    async def _scheduler(self, method: str, *args, **kw):
+        """Call the scheduler; if it died, ask the service manager for its replacement (which
+        rebuilds from Redis) for up to REATTACH_S, and call that one: the client sees a pause."""
+        deadline = time.monotonic() + REATTACH_S
+        while True:
+            handle = self.scheduler
+            try:
+                return await getattr(handle, method).remote(*args, **kw)
+            except RayActorError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+                new = await self.manager.scheduler.remote()
+                if new._actor_id != handle._actor_id:
+                    logger.info("rwttt-ray: the ingress follows the new scheduler")
+                    self.scheduler = new
+
+    def _hold(self, choices: list[Choice], held: bool) -> None:
+        """Count this replica's readers of each owner; their leases are renewed while any reads."""
+        for c in choices:
+            self.reading[c.owner_id] = self.reading.get(c.owner_id, 0) + (1 if held else -1)
+            if self.reading[c.owner_id] <= 0:
+                del self.reading[c.owner_id]
+        if held and (self._renewer is None or self._renewer.done()):
+            self._renewer = asyncio.ensure_future(self._renew())
+
+    async def _renew(self) -> None:
+        """Renew the leases of the turns this replica reads, every LEASE_S / 3 (one call)."""
+        while self.reading:
+            try:
+                await self._scheduler("renew", list(self.reading), LEASE_S)
+            except Exception:
+                logger.warning("rwttt-ray: lease renewal failed", exc_info=True)
+            await asyncio.sleep(LEASE_S / 3)
 
     def _check_model(self, model: str) -> None:
         if model not in self.model.names:
@@ -178,8 +140,22 @@ class Ingress:
         return {"status": "alive"}
 
     @app.get("/metrics")
-    async def metrics(self):
+    async def metrics(self, request: HTTPRequest):
+        """Prometheus text, per tenant too: an operator's, behind the metrics key (a tenant's API
+        key does not open it); an open server (no API keys) without a metrics key shows it to all."""
+        self._operator(request.headers.get("authorization") or "")
         return PlainTextResponse(await self._call("metrics"), media_type="text/plain; version=0.0.4")
+
+    def _operator(self, authorization: str) -> None:
+        if self.metrics_key is None:
+            if not self.keys.open:
+                raise HTTPError(403, f"/metrics needs the operator's metrics key (--metrics-key or {METRICS_KEY_ENV})",
+                                "permission_error")
+            return
+        if not hmac.compare_digest(authorization.encode(), f"Bearer {self.metrics_key}".encode()):
+            if self.keys.tenant_of(authorization) is not None and not self.keys.open:
+                raise HTTPError(403, "an API key does not open /metrics: use the metrics key", "permission_error")
+            raise HTTPError(401, "missing or invalid metrics key (Authorization: Bearer <key>)", "authentication_error")
 
     @app.get("/v1/models")
     async def models(self, request: HTTPRequest):
@@ -220,17 +196,22 @@ class Ingress:
             lengths = [max_new_tokens(body, self.model, len(p.ids), session_id is not None) for p in prompts]
         except BadRequest as exc:
             raise HTTPError(exc.status, str(exc), code=exc.code, param=exc.param) from None
-        logger.debug("generate tenant=%s user=%s choices=%d", tenant, body.user, len(prompts) * body.n)
-        choices = await self._start(tenant, session_id, body, prompts, lengths, fields, chat)
-        rid = render.new_id(chat)
+        base_id = request_id(request)
+        logger.debug("request %s: tenant=%s user=%s choices=%d", base_id, tenant, body.user, len(prompts) * body.n)
+        choices = await self._start(tenant, session_id, body, prompts, lengths, dict(fields, request_id=base_id), chat)
+        rid = render.new_id(chat, base_id)
         if body.stream:
             return StreamingResponse(self._sse(tenant, session_id, rid, body, choices, chat),
                                      media_type="text/event-stream")
+        self._hold(choices, True)
         try:
             async for _ in merged(choices, self._news(tenant), self._cancel(tenant)):
                 pass
         except GenerationFailed as exc:
+            logger.warning("request %s: generation failed: %s", base_id, exc)
             raise HTTPError(503, f"generation failed: {exc}", "service_unavailable") from None
+        finally:
+            self._hold(choices, False)
         out = [self._choice(c, body, chat) for c in choices]
         use = render.usage(sum(len(p.ids) for p in prompts), sum(len(c.ids) for c in choices))
         return render.body(rid, chat, self.model.name, out, use, await self._session_view(tenant, session_id))
@@ -243,7 +224,7 @@ class Ingress:
                     index = i * body.n + j
                     seed = body.seed + index if body.seed is not None else self.seeds.getrandbits(32)
                     started = await self._call("complete", tenant, session_id, list(prompt.ids), length, seed=seed,
-                                               expected_version=body.expected_version, **fields)
+                                               expected_version=body.expected_version, lease_s=LEASE_S, **fields)
                     choices.append(make_choice(index, started, prompt, self.model.codec, fields["stop"],
                                                fields["skip_special_tokens"], not chat and body.echo))
         except HTTPError:
@@ -257,11 +238,11 @@ class Ingress:
             try:
                 return await self.feed.next(tenant, owner_id, cursor)
             except Exception as exc:
-                raise _map_scheduler_error(exc) from None
+                raise map_scheduler_error(exc) from None
         return news
 
     def _cancel(self, tenant: str):
-        return lambda owner_id: self.scheduler.cancel.remote(tenant, owner_id)
+        return lambda owner_id: self._scheduler("cancel", tenant, owner_id)
 
     def _logprobs(self, c: Choice, ids: list[int], entries: list, chat: bool, offset: int) -> dict | None:
         if not entries:
@@ -281,6 +262,7 @@ class Ingress:
         first = {c.index: True for c in choices}
         sent = {c.index: len(c.echo) for c in choices}
         chunk = lambda choice: f"data: {json.dumps(render.body(rid, chat, self.model.name, [choice], chunk=True))}\n\n"
+        self._hold(choices, True)
         try:
             for c in choices:
                 if c.echo:
@@ -299,9 +281,12 @@ class Ingress:
                                    chunk=True)
                 yield f"data: {json.dumps(tail)}\n\n"
         except GenerationFailed as exc:
-            yield f"data: {json.dumps(error_body(f'generation failed: {exc}', 'service_unavailable'))}\n\n"
+            logger.warning("request %s: generation failed mid-stream: %s", rid, exc)
+            yield f"data: {json.dumps(named(error_body(f'generation failed: {exc}', 'service_unavailable'), rid))}\n\n"
         except HTTPError as exc:
-            yield f"data: {json.dumps(error_body(str(exc), exc.type, exc.code))}\n\n"
+            yield f"data: {json.dumps(named(error_body(str(exc), exc.type, exc.code), rid))}\n\n"
+        finally:
+            self._hold(choices, False)
         yield "data: [DONE]\n\n"
 
     async def _session_view(self, tenant: str, session_id: str | None) -> dict | None:

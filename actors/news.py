@@ -18,6 +18,7 @@ from rwttt_ray.core.tenancy import BENIGN_ENDS, TenancyError
 class TokenNews:
     def __init__(self) -> None:
         self.done: dict[str, dict] = {}           # finished one-shot results not yet fully read
+        self.leases: dict[str, float] = {}        # owner -> when its reader's lease ends (monotonic)
         self.closed: set[str] = set()             # owners whose current turn is over
         self.started: dict[str, float] = {}
         self.ttft = Histogram(LATENCY_BUCKETS_S)
@@ -94,12 +95,15 @@ class TokenNews:
     async def _deliver(self, owner_id: str, res: dict, cursor: int) -> dict:
         """The news past `cursor`; a one-shot owner whose end is read is released."""
         res = dict(res, tokens=res["tokens"][cursor:], logprobs=res["logprobs"][cursor:])
+        if res["finished"]:
+            self.leases.pop(owner_id, None)       # its reader has the end
         if res["finished"] and owner_id in self.done:
             self.done.pop(owner_id)
             await self.release(owner_id)
         return res
 
     def forget(self, owner_id: str) -> None:
+        self.leases.pop(owner_id, None)
         self.started.pop(owner_id, None)
         self.closed.discard(owner_id)
         self.done.pop(owner_id, None)

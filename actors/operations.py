@@ -40,6 +40,9 @@ async def drain_service(sched, grace_s: float) -> dict:
     while any(o not in sched.sessions.closed for o in sched.core.owners) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     stopped = sched.sessions.stop_all("the server is shutting down")
+    for owner_id in stopped:           # a cut session turn goes back to its last kept state
+        if owner_id in sched.sessions.book:
+            await sched.sessions.cut_turn(owner_id)
     keys = [await spill_to_store(sched, o) for o in list(sched.sessions.book.records) if o in sched.core.owners]
     return {"spilled": len(keys), "stopped": len(stopped), "payload_keys": keys}
 

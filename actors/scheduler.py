@@ -16,21 +16,22 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.adoption import adopt_spilled, rebuild_after_restart
-from actors.operations import drain_service, migrate_owner
-from actors.scheduler_metrics import render_metrics
-from actors.directory import (DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier,
-                              UnknownEntryError)
+from actors.operations import drain_service, migrate_owner, publish_pending
+from actors.scheduler_api import ServiceAPI
+from actors.commits import DirectoryKeeper
+from actors.directory import DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier
 from actors.scaling import WorkerScaler
 from actors.worker import WorkerLauncher
 from policies.autoscaling import AutoscalingPolicy
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.request import Request
 from actors.sessions import SessionService
+from rwttt_ray.core.events import EventLog
 from rwttt_ray.core.metrics import SIZE_BUCKETS, Histogram
 from rwttt_ray.core.scheduler import SchedulerCore
 
-RETRIES = 10
 logger = logging.getLogger(__name__)
+SPILL_BURST = 4          # spills in one phase that make an event
 
 
 def _plan_owners(plan) -> set[str]:
@@ -38,7 +39,7 @@ def _plan_owners(plan) -> set[str]:
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
-class SchedulerActor:
+class SchedulerActor(ServiceAPI):
     def __init__(self, config: RwtttConfig, chunk: int, ttt: bool, redis_url: str, namespace: str,
                  worker_names: list[str], max_rounds: int = 64, quantum_steps: int | None = None,
                  tenant_limits: dict | None = None, launcher: WorkerLauncher | None = None,
@@ -69,6 +70,10 @@ class SchedulerActor:
         self._jobs: dict[str, list] = {}          # worker -> [(job, future)] run between its phases
         self._max_len: dict[str, int] = {}        # worker -> context limit
         self.session_ttl_s = config.session_ttl_s
+        self.keeper = DirectoryKeeper(self)
+        self.stranded: set[str] = set()           # dead workers whose owners wait for a live one
+        self._bursts: dict[str, float] = {}       # worker -> when its last spill burst was told
+        self.events = EventLog()                  # the operator's events (the serve console prints them)
 
     async def start(self, recover: bool = False) -> int:
         """Attach the workers (and, after a restart, rebuild from Redis); returns the epoch."""
@@ -79,10 +84,17 @@ class SchedulerActor:
                                        self._arrived, max_len=min(self._max_len.values()),
                                        session_ttl_s=self.session_ttl_s)
         self.sessions.set_limits(self.tenant_limits)
+        self.sessions.between = self._between_phases
+        self.sessions.between_hook = lambda worker_id, owner_id: publish_pending(self, worker_id, owner_id)
         if recover:
             await rebuild_after_restart(self)
+            self.event("scheduler restarted (epoch %d): rebuilt %d owners (%d sessions) from Redis and the workers",
+                       self.epoch, len(self.core.owners), len(self.sessions.book.records))
         else:
             self.adopted = await adopt_spilled(self)
+            if any(self.adopted.values()):
+                self.event("adopted %(adopted)d sessions spilled by a previous service (dropped %(dropped)d "
+                           "stale entries)", self.adopted)
         self._tasks = [asyncio.ensure_future(self._loop(w)) for w in self.workers]
         self._tasks.append(asyncio.ensure_future(self._expire_sessions()))
         if self.scaler.enabled:
@@ -165,10 +177,13 @@ class SchedulerActor:
         while not self.stale and self.core.workers[worker_id].alive:
             try:
                 if await self._one_phase(worker_id):
-                    return
+                    break
             except Exception as exc:   # NOTE: an escaped exception would silently end this worker's loop
                 logger.exception("scheduler loop for %s", worker_id)
                 self._fail_owners(worker_id, f"scheduler error: {type(exc).__name__}: {exc}")
+        for _, done in self._jobs.pop(worker_id, []):     # nobody will run them now
+            if not done.done():
+                done.set_exception(KeyError(f"worker {worker_id} is gone"))
 
     def _fail_owners(self, worker_id: str, message: str) -> None:
         for owner_id in self.core.owners_on(worker_id):
@@ -183,6 +198,8 @@ class SchedulerActor:
         """Plan, run and settle one phase; True when the worker was lost (the loop ends)."""
         if self._jobs.get(worker_id):
             await self._run_jobs(worker_id)
+            if not self.core.workers[worker_id].alive:
+                return True
         plan = self.core.next_plan(worker_id, self.epoch)
         if plan is None:
             self._wake[worker_id].clear()
@@ -221,7 +238,7 @@ class SchedulerActor:
     async def _settle(self, worker_id, plan, result) -> None:
         receipts = self.core.receipts(result)
         try:
-            verdicts = await self._commit_receipts(receipts)
+            verdicts = await self.keeper.commit(receipts)
         except DirectoryUnavailableError as exc:   # Redis stayed away: fail these owners, commit nothing
             verdicts = [exc] * len(receipts)
             for owner_id, _ in receipts:
@@ -231,11 +248,10 @@ class SchedulerActor:
         accepted = {o: isinstance(v, int) for (o, _), v in zip(receipts, verdicts)}
         now = time.time()
         new = self.core.settle(worker_id, plan, result, accepted, now=now)
-        try:
-            self.directory.append_tokens(new)
-        except DirectoryUnavailableError:
-            pass   # the token log is a recovery aid; the worker still holds the tokens
+        self.keeper.log_tokens(new)
+        self.keeper.refusals(receipts, verdicts)
         self._count(plan, new, accepted)
+        self._note_spills(worker_id, result.spilled)
         for owner_id in set(new) | set(result.progress) | set(result.failed):
             self.sessions.on_tokens(owner_id, len(new.get(owner_id, [])), now)
         for owner_id, version in result.kept:
@@ -243,6 +259,14 @@ class SchedulerActor:
         if result.error:
             logger.warning("worker %s: %s", worker_id, result.error)
         self._notify()
+
+    def _note_spills(self, worker_id: str, spilled: list[str]) -> None:
+        """A burst of spills (device slots full) is an operator's event, once per 10 s per worker."""
+        now = time.monotonic()
+        if len(spilled) >= SPILL_BURST and now - self._bursts.get(worker_id, -1e9) > 10.0:
+            self._bursts[worker_id] = now
+            self.event("worker %s spilled %d owners to the host tier in one phase (its %d device slots are full)",
+                       worker_id, len(spilled), self.core.workers[worker_id].capacity)
 
     def _count(self, plan, new: dict, accepted: dict) -> None:
         c = self.counters
@@ -253,32 +277,6 @@ class SchedulerActor:
         for group in (*[g for r in plan.rounds for g in r], *plan.writes):
             c["rwttt_groups_total"] += 1
             self.group_sizes.observe(len(group))
-
-    async def _commit_receipts(self, receipts: list[tuple[str, int]]) -> list:
-        """CAS-commit in the directory; retries while Redis restarts, and re-registers entries a
-        restarted (empty) Redis lost, from this scheduler's ledger (the CAS still forbids doubles)."""
-        if not receipts:
-            return []
-        for attempt in range(RETRIES):
-            try:
-                verdicts = self.directory.commit_many(receipts, self.epoch)
-                lost = [o for (o, _), v in zip(receipts, verdicts) if isinstance(v, UnknownEntryError)]
-                if not lost:
-                    return verdicts
-                for owner_id in lost:
-                    self._reregister(owner_id)
-            except DirectoryUnavailableError:
-                if attempt == RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
-        return self.directory.commit_many(receipts, self.epoch)
-
-    def _reregister(self, owner_id: str) -> None:
-        rec = self.core.owners[owner_id]
-        entry = DirectoryEntry(owner_id=owner_id, worker_id=rec.worker_id, epoch=self.epoch,
-                               version=self.core.ledger.committed(owner_id))
-        self.directory.register(entry, request=rec.request.to_dict())
-        self.directory.append_tokens({owner_id: rec.tokens})
 
     def _notify(self) -> None:
         """Wake `wait` callers and the sessions' long-polls: owners' tokens or ends changed."""
@@ -292,6 +290,7 @@ class SchedulerActor:
         while not self.stale:
             await asyncio.sleep(every_s)
             try:
+                self.keeper.check()
                 if await self.sessions.expire():
                     self._notify()
             except Exception:
@@ -300,8 +299,20 @@ class SchedulerActor:
     # -- recovery ---------------------------------------------------------------------------
     async def _recover_worker(self, worker_id: str) -> None:
         """Replay the lost worker's owners elsewhere from their token logs. The admits are sent
-        before this coroutine yields, so Ray runs them before any phase that plans those owners."""
+        before this coroutine yields, so Ray runs them before any phase that plans those owners.
+        With no live worker left, running turns fail (retry) and the rest wait for a new worker."""
+        if not any(r.alive and not r.draining for w, r in self.core.workers.items() if w != worker_id):
+            self.core.workers[worker_id].alive = False
+            self._fail_owners(worker_id, "the worker was lost and no live worker is left to replay on "
+                                         "(a new one is starting): retry shortly")
+            self.stranded.add(worker_id)
+            self.event("worker %s lost with no live worker left: its %d owners wait for a new one",
+                       worker_id, len(self.core.owners_on(worker_id)))
+            return
+        self.stranded.discard(worker_id)
         moved = self.core.worker_lost(worker_id)
+        self.event("worker %s lost: replaying its %d owners from their token logs", worker_id, len(moved))
+        self.sessions.replaying(moved)
         refs = [self.workers[self.core.owners[o].worker_id].admit.remote(
             self.core.owners[o].request, self.core.owners[o].tokens, self.core.owners[o].progress) for o in moved]
         for owner_id, ref in zip(moved, refs):
@@ -310,6 +321,29 @@ class SchedulerActor:
             self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE)
             self._wake[dst].set()
         self._notify()
+
+    async def worker_lost(self, worker_id: str) -> list[str]:
+        """The service manager saw the worker die (maybe while idle): replay its owners now,
+        between its loop's phases (or at once, if its loop is over: owners that waited for a new
+        worker); returns them."""
+        if worker_id in self.stranded:
+            owners = self.core.owners_on(worker_id)
+            await self._recover_worker(worker_id)
+            return owners
+        if worker_id not in self.core.workers or not self.core.workers[worker_id].alive:
+            return []
+
+        async def job() -> list[str]:
+            owners = self.core.owners_on(worker_id)
+            await self._recover_worker(worker_id)
+            return owners
+        try:
+            return await self._between_phases(worker_id, job)
+        except KeyError:       # its loop found the death first (a phase failed) and replayed them
+            return []
+
+    async def ping(self) -> int:
+        return self.epoch
 
     # -- operations -------------------------------------------------------------------------
     async def migrate(self, owner_id: str, dst: str) -> None:
@@ -322,7 +356,17 @@ class SchedulerActor:
 
     async def drain(self, grace_s: float = 20.0) -> dict:
         """Graceful shutdown (actors/operations.py): running turns finish, sessions spill to the store."""
-        return await drain_service(self, grace_s)
+        self.event("draining (grace %gs): no new turns", grace_s)
+        summary = await drain_service(self, grace_s)
+        self.event("drained: %(stopped)d running turns stopped, %(spilled)d sessions spilled to the store", summary)
+        return summary
+
+    def event(self, fmt: str, *args) -> None:
+        """An operator's event: logged at INFO and kept for the serve console (`events`); `args`
+        are %-format arguments, or one mapping for %(name)s."""
+        line = fmt % (args[0] if len(args) == 1 and isinstance(args[0], dict) else args)
+        logger.info("rwttt-ray: %s", line)
+        self.events.add(line)
 
     async def _between_phases(self, worker_id: str, job):
         """Run `job()` on the worker's loop between two phases (none of its phases in flight)."""
@@ -338,62 +382,5 @@ class SchedulerActor:
             except Exception as exc:
                 done.set_exception(exc)
 
-    async def stats(self) -> dict:
-        return {"epoch": self.epoch, "calls": self.calls, "call_s": self.call_s, "compute_s": self.compute_s,
-                "owners": len(self.core.owners), "ledger": self.core.ledger.snapshot(), "stale": self.stale,
-                "workers": [w for w, r in self.core.workers.items() if r.alive],
-                "scaling": list(self.scaler.events)}
-
-    async def health(self) -> dict:
-        """Ready only when this scheduler is current, the directory answers and at least one worker
-        is live (its heartbeat, beaten from a thread beside its phases, is in the directory)."""
-        try:
-            beating, directory = self.directory.live_workers(), True
-        except DirectoryUnavailableError:
-            beating, directory = set(), False
-        workers = sum(r.alive and w in beating for w, r in self.core.workers.items())
-        status = ("stale" if self.stale else "draining" if self.sessions.draining else
-                  "ok" if directory and workers else "unavailable")
-        reason = None if status != "unavailable" else "no live worker" if directory else "the directory (Redis) is unreachable"
-        return {"status": status, "workers": workers, "directory": directory, **({"reason": reason} if reason else {})}
-
-    async def ledger(self) -> dict[str, int]:
-        return self.core.ledger.snapshot()
-
     async def release(self, owner_id: str) -> None:
         await self.sessions.release(owner_id)
-
-    # -- the service API (tenants, sessions, streaming), used by the HTTP ingress -------------
-    async def open_session(self, tenant: str, ttl_s: float | None = None) -> str:
-        return self.sessions.open(tenant, ttl_s)
-
-    async def list_sessions(self, tenant: str) -> list[dict]:
-        return self.sessions.list(tenant)
-
-    async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int | None,
-                       **fields) -> dict:
-        return await self.sessions.complete(tenant, owner_id, prompt, max_new_tokens, **fields)
-
-    async def next_tokens(self, tenant: str, owner_id: str, cursor: int, timeout_s: float = 30.0) -> dict:
-        return await self.sessions.next_tokens(tenant, owner_id, cursor, timeout_s)
-
-    async def next_tokens_many(self, wants: dict[str, tuple[str, int]], timeout_s: float = 30.0) -> dict[str, dict]:
-        return await self.sessions.next_tokens_many(wants, timeout_s)
-
-    async def session_info(self, tenant: str, owner_id: str, include_tokens: bool = False) -> dict:
-        return self.sessions.info(tenant, owner_id, include_tokens)
-
-    async def fork_session(self, tenant: str, owner_id: str) -> str:
-        return await self.sessions.fork(tenant, owner_id)
-
-    async def rollback_session(self, tenant: str, owner_id: str, version: int) -> dict:
-        return await self.sessions.rollback(tenant, owner_id, version)
-
-    async def delete_session(self, tenant: str, owner_id: str) -> None:
-        await self.sessions.delete(tenant, owner_id)
-
-    async def cancel(self, tenant: str, owner_id: str) -> None:
-        await self.sessions.cancel(tenant, owner_id)
-
-    async def metrics(self) -> str:
-        return await render_metrics(self)

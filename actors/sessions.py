@@ -10,6 +10,7 @@ a missing one. Token delivery (the long-polls) is TokenNews (actors/news.py).
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import replace
@@ -20,7 +21,10 @@ from rwttt_ray.core.request import Request
 from rwttt_ray.core.scheduler import SchedulerCore
 from rwttt_ray.core.session import SessionBook
 from rwttt_ray.core.tenancy import (CANCELLED, OUT_OF_BUDGET, BusyError, ContextLengthError, DrainingError,
-                                   NotFoundError, TenantBook, TenantLimits, VersionConflictError)
+                                   NotFoundError, TenantBook, TenantLimits, UnavailableError, VersionConflictError)
+
+
+logger = logging.getLogger(__name__)
 
 
 def new_owner_id(prefix: str) -> str:
@@ -36,6 +40,9 @@ class SessionService(TokenNews):
         self.tenants = TenantBook()
         self.book = SessionBook(session_ttl_s)
         self.draining = False                     # set by a graceful shutdown: no new turns
+        self.rekeep: set[str] = set()             # idle sessions replayed after a worker loss
+        self.between = None                       # (worker, job) -> job's result, run between its phases
+        self.between_hook = None                  # (worker, owner): settle the owner's last WRITE first
 
     def set_limits(self, limits: dict[str, dict]) -> None:
         for tenant, lim in limits.items():
@@ -55,15 +62,20 @@ class SessionService(TokenNews):
             raise BusyError(f"session {owner_id} is generating; one request at a time per session")
 
     async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int | None,
-                       expected_version: int | None = None, **fields) -> dict:
+                       expected_version: int | None = None, lease_s: float | None = None, **fields) -> dict:
         """Start a turn: one-shot (owner_id None) or on a session. `max_new_tokens` None: the rest
-        of the context. Returns the owner id and the stream's last tokens (the text's context)."""
+        of the context. With `lease_s`, the reader must `renew` the turn's lease within that time
+        or the turn is cancelled (its reader is gone). Returns the owner id and the stream's last
+        tokens (the text's context)."""
         if self.draining:
             raise DrainingError("the server is shutting down; retry on another replica or later")
         if owner_id is not None:
             self.tenants.check_owner(tenant, owner_id)
             self._idle(owner_id)
         rec = self.core.owners.get(owner_id) if owner_id else None
+        if rec is not None and not self.core.workers[rec.worker_id].alive:
+            raise UnavailableError(f"session {owner_id}'s worker was lost; it is replayed on a new worker "
+                                   "as soon as one is up: retry shortly")
         version = self.core.ledger.committed(owner_id) if rec else 0
         if expected_version is not None and expected_version != version:
             raise VersionConflictError(f"session {owner_id} is at version {version}, not {expected_version}", version)
@@ -84,7 +96,12 @@ class SessionService(TokenNews):
             self._extend(rec, req)
         self.tenants.started(owner_id)
         self.closed.discard(owner_id)
+        self.rekeep.discard(owner_id)             # this turn's end is what gets kept now
         self.started[owner_id] = time.time()
+        logger.info("request %s: tenant %s, owner %s on %s, %d stream tokens, up to %d new", req.request_id or "-",
+                    tenant, owner_id, self.core.owners[owner_id].worker_id, len(stream), req.max_new_tokens)
+        if lease_s is not None:
+            self.leases[owner_id] = time.monotonic() + lease_s
         return {"owner_id": owner_id, "context": stream[-8:], "max_new_tokens": req.max_new_tokens}
 
     async def _admit_new(self, tenant: str, req: Request) -> None:
@@ -120,9 +137,37 @@ class SessionService(TokenNews):
         if rec.finished and owner_id not in self.closed and (owner_id not in self.book or rec.error is not None):
             self._close(owner_id)        # a session's good turn closes when its end state is kept
 
+    def restore(self, owner_id: str, tenant: str, kept: list[int]) -> None:
+        """After a scheduler restart: the rebuilt owner's tenant, its session (with the versions
+        its worker still keeps) and its turn, running or over (an unread one-shot end is kept)."""
+        rec = self.core.owners[owner_id]
+        session = rec.request.keep_at_end
+        self.tenants.restore(tenant, owner_id, session)
+        if session:
+            self.book.open(owner_id, tenant, time.time(), kept=kept)
+        if rec.finished:
+            self._close(owner_id)
+        else:
+            self.tenants.started(owner_id)
+            self.started[owner_id] = time.time()
+
+    def replaying(self, owners: list[str]) -> None:
+        """These owners' worker died: its kept states went with it. An idle session is replayed to
+        its current state, which the new worker keeps again (the only rollback point left)."""
+        for owner_id in owners:
+            if (session := self.book.get(owner_id)) is not None:
+                session.kept = []
+                if owner_id in self.closed:
+                    self.rekeep.add(owner_id)
+
     def on_kept(self, owner_id: str, version: int | None) -> None:
         """The worker kept the session's end-of-turn state at `version` (None: keeping failed)."""
         rec, session = self.core.owners.get(owner_id), self.book.get(owner_id)
+        if owner_id in self.rekeep and owner_id in self.closed and session is not None:
+            self.rekeep.discard(owner_id)        # the replayed idle state, kept again
+            if version is not None:
+                session.keep(version)
+            return
         if rec is None or session is None or owner_id in self.closed:
             return                        # a cut turn's state is not a rollback point
         if version is not None:
@@ -181,13 +226,16 @@ class SessionService(TokenNews):
         if session is None or version not in session.kept:
             raise NotFoundError(f"session {owner_id} kept no state at version {version} "
                                 f"(kept: {session.kept if session else []})")
+        await self._restore(owner_id, version)
+        session.forget_after(version)
+        return self.info(tenant, owner_id)
+
+    async def _restore(self, owner_id: str, version: int) -> None:
         rec = self.core.owners[owner_id]
         req, generated, progress = await self.workers[rec.worker_id].restore_kept.remote(owner_id, version)
         self.directory.start_turn(owner_id, self.epoch(), req.to_dict(), version=version)
         self.core.ledger.reset(owner_id, version)
         rec.request, rec.tokens, rec.progress, rec.resident = req, list(generated), progress, True
-        session.forget_after(version)
-        return self.info(tenant, owner_id)
 
     async def delete(self, tenant: str, owner_id: str) -> None:
         self.tenants.check_owner(tenant, owner_id)
@@ -195,12 +243,25 @@ class SessionService(TokenNews):
         await self.release(owner_id)
 
     async def expire(self, now: float | None = None) -> list[str]:
-        """Release every session idle past its ttl; returns their ids."""
+        """Release every session idle past its ttl, cancel every turn whose lease ran out;
+        returns the owners released or cancelled."""
         busy = {o for o in self.core.owners if o not in self.closed}
         gone = self.book.expired(time.time() if now is None else now, busy)
         for owner_id in gone:
             await self.release(owner_id)
-        return gone
+        clock = time.monotonic()
+        lapsed = [o for o, until in self.leases.items() if until < clock]
+        for owner_id in lapsed:
+            del self.leases[owner_id]
+            await self.cancel(self.tenants.owner_tenant.get(owner_id, ""), owner_id)
+        return gone + lapsed
+
+    def renew(self, owner_ids: list[str], lease_s: float) -> None:
+        """The reader of these turns is alive: their leases run `lease_s` more seconds."""
+        until = time.monotonic() + lease_s
+        for owner_id in owner_ids:
+            if owner_id in self.leases:
+                self.leases[owner_id] = until
 
     async def cancel(self, tenant: str, owner_id: str) -> None:
         """The client went away mid-stream (or its stop came): a one-shot owner is released; a
@@ -214,7 +275,41 @@ class SessionService(TokenNews):
             await self.release(owner_id)
         elif owner_id not in self.closed:
             rec.error = rec.error or CANCELLED
-            self._close(owner_id)          # a mid-turn state is not a rollback point
+            await self.cut_turn(owner_id)
+
+    async def cut_turn(self, owner_id: str) -> None:
+        """A session turn cut before its end (client gone, drain) leaves no trace: between two of
+        its worker's phases the session goes back to its last kept state (before any, to empty),
+        so the next turn, a fork or a rollback starts from what the client last saw complete.
+        Until then the session is busy (409)."""
+        rec, session = self.core.owners.get(owner_id), self.book.get(owner_id)
+        if rec is None or session is None:
+            return
+        rec.error = rec.error or CANCELLED            # not planned again
+        kept = session.kept[-1] if session.kept else None
+
+        async def job() -> None:
+            await self.between_hook(rec.worker_id, owner_id)
+            if kept is not None:
+                await self._restore(owner_id, kept)
+            else:
+                await self._drop_state(owner_id)
+        try:
+            await self.between(rec.worker_id, job)
+        finally:
+            if owner_id in self.core.owners:
+                self._close(owner_id)
+            else:
+                self.closed.discard(owner_id)
+                self.tenants.stopped(owner_id)
+
+    async def _drop_state(self, owner_id: str) -> None:
+        rec = self.core.owners.pop(owner_id, None)
+        if rec is not None:
+            self.core.ledger.remove(owner_id)
+            self.core.workers[rec.worker_id].planner.withdraw(owner_id)
+            await self.workers[rec.worker_id].release.remote(owner_id)
+            self.directory.remove(owner_id, self.epoch())
 
     def stop_all(self, reason: str) -> list[str]:
         """End every running turn now with `reason` (its streams end with that error); a session
@@ -227,12 +322,7 @@ class SessionService(TokenNews):
         return stopped
 
     async def release(self, owner_id: str) -> None:
-        rec = self.core.owners.pop(owner_id, None)
-        if rec is not None:
-            self.core.ledger.remove(owner_id)
-            self.core.workers[rec.worker_id].planner.withdraw(owner_id)
-            await self.workers[rec.worker_id].release.remote(owner_id)
-            self.directory.remove(owner_id, self.epoch())
+        await self._drop_state(owner_id)
         self.tenants.forget(owner_id)
         self.book.remove(owner_id)
         self.forget(owner_id)

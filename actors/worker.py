@@ -7,6 +7,7 @@ and operators can see it is alive. Tensors never leave it except as owner-state 
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from rwttt_ray.ttt import state_io
 from rwttt_ray.ttt.worker_core import WorkerCore
 
 HEARTBEAT_S = 1.0
+logger = logging.getLogger(__name__)
 
 
 @ray.remote(max_restarts=0)
@@ -65,7 +67,12 @@ class WorkerActor:
         return self.core.restore_kept(owner_id, version)
 
     def run_phase(self, plan: PhasePlan) -> PhaseResult:
-        return self.core.run_phase(plan)
+        res = self.core.run_phase(plan)
+        for owner_id, why in res.failed.items():
+            st = self.core.runner.owners.get(owner_id)
+            logger.warning("worker %s: owner %s (request %s) failed alone: %s", self.worker_id, owner_id,
+                           st.request.request_id or "-" if st else "-", why)
+        return res
 
     def export_owner(self, owner_id: str) -> bytes:
         return self.core.export_owner(owner_id)
@@ -117,7 +124,8 @@ class WorkerActor:
         for o in list(self.core.runner.owners) + list(self.core.host) + list(self.core.waiting):
             gen = self.core.runner.owners[o].generated if o in self.core.runner.owners else None
             out[o] = {"progress": self.core.progress_of(o), "tokens": gen,
-                      "candidate": self.core.runner.pool.has_candidate(o)}
+                      "candidate": self.core.runner.pool.has_candidate(o),
+                      "kept": sorted(v for owner, v in self.core.kept if owner == o)}
         return out
 
     def deltas(self, owner_id: str) -> list | None:

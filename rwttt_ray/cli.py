@@ -8,13 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from rwttt_ray.flags import VERSION, Help, add_model_flags, add_scheduler_flags, csv, positive, positive_list, weights
+from rwttt_ray.flags import (VERSION, Help, add_model_flags, add_scheduler_flags, config_from, csv, positive,
+                             positive_list, weights)
 from rwttt_ray.serve_cli import add_serve_parser
-
-if TYPE_CHECKING:
-    from rwttt_ray.config import RwtttConfig
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -115,24 +112,6 @@ def _add_eval_parser(sub) -> None:
     e.add_argument("--quantum-steps", type=positive("--quantum-steps"))
     e.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
     add_model_flags(e)
-
-
-def config_from(args) -> "RwtttConfig":
-    from rwttt_ray.config import RwtttConfig
-
-    seed = getattr(args, "seed", None) if args.command == "serve" else None
-    return RwtttConfig(model=args.model, ttt_layers=args.ttt_layers, ttt_chunk=args.chunk, ttt_lr=args.ttt_lr,
-                       ttt_target=args.ttt_target, dtype=args.dtype, device=args.device, ttt_init=args.ttt_init,
-                       max_model_len=getattr(args, "max_model_len", None),
-                       chat_template=getattr(args, "chat_template", None),
-                       generation_config=getattr(args, "generation_config", "auto"),
-                       session_ttl_s=getattr(args, "session_ttl_s", 3600.0),
-                       **({"seed": seed} if seed is not None else {}),
-                       max_group_size=getattr(args, "max_group_size", 64),
-                       max_states_per_worker=getattr(args, "max_states_per_worker", 64),
-                       wait_budget_steps=getattr(args, "wait_budget", 0),
-                       align_rounds=getattr(args, "align_rounds", None),
-                       admit_window_ms=getattr(args, "admit_window_ms", 10.0))
 
 
 def _bench(args) -> int:

@@ -1,9 +1,13 @@
 """Command-line flags shared by `rwttt bench`, `serve` and `eval`: value parsers that refuse
 bad input in one line, the model and scheduler flag groups, and the help format (every
-default shown)."""
+default shown); `config_from` builds the one RwtttConfig of parsed flags."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rwttt_ray.config import RwtttConfig
 
 
 def version_string() -> str:
@@ -94,3 +98,22 @@ def add_scheduler_flags(p: argparse.ArgumentParser) -> None:
                         "WRITE together (ray/http; default C/2, 0 = never)")
     p.add_argument("--admit-window-ms", type=float, default=10.0,
                    help="an idle worker starts once no request arrived for this long (ray/http; 0 = at once)")
+
+
+def config_from(args) -> "RwtttConfig":
+    """The one RwtttConfig of parsed flags (bench, serve, eval): the CLI builds it once."""
+    from rwttt_ray.config import RwtttConfig
+
+    seed = getattr(args, "seed", None) if args.command == "serve" else None
+    return RwtttConfig(model=args.model, ttt_layers=args.ttt_layers, ttt_chunk=args.chunk, ttt_lr=args.ttt_lr,
+                       ttt_target=args.ttt_target, dtype=args.dtype, device=args.device, ttt_init=args.ttt_init,
+                       max_model_len=getattr(args, "max_model_len", None),
+                       chat_template=getattr(args, "chat_template", None),
+                       generation_config=getattr(args, "generation_config", "auto"),
+                       session_ttl_s=getattr(args, "session_ttl_s", 3600.0),
+                       **({"seed": seed} if seed is not None else {}),
+                       max_group_size=getattr(args, "max_group_size", 64),
+                       max_states_per_worker=getattr(args, "max_states_per_worker", 64),
+                       wait_budget_steps=getattr(args, "wait_budget", 0),
+                       align_rounds=getattr(args, "align_rounds", None),
+                       admit_window_ms=getattr(args, "admit_window_ms", 10.0))

@@ -9,18 +9,17 @@ Ctrl-C it drains, then stops everything it started whatever the drain did: the s
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import threading
 from typing import TYPE_CHECKING
 
+from rwttt_ray.app import SERVICE_NAME, app_args
 from rwttt_ray.flags import VERSION, add_model_flags, add_scheduler_flags, positive
 
 if TYPE_CHECKING:
     from rwttt_ray.config import RwtttConfig
 
-SERVICE_NAME = "rwttt-service"
 
 
 def add_serve_parser(sub) -> None:
@@ -35,6 +34,10 @@ def add_serve_parser(sub) -> None:
                     help="model name(s) the API answers to; the first is reported (default: the model dir's name)")
     sv.add_argument("--api-key", help="one API key: requests must send it (one tenant, 'default')")
     sv.add_argument("--api-keys", help="JSON file (or string) of API keys -> tenants and quotas")
+    sv.add_argument("--metrics-key", help="the operator's key for /metrics (else RWTTT_METRICS_KEY); with API keys "
+                                          "and no metrics key, /metrics is refused")
+    sv.add_argument("--redis-url", help="the state directory's Redis (else RWTTT_REDIS_URL, else a private "
+                                        "redis-server that ends with this process, sessions with it)")
     sv.add_argument("--max-model-len", type=positive("--max-model-len", 2),
                     help="context served (prompt + generated), at most the model's (default: the model's)")
     sv.add_argument("--chat-template", help="Jinja chat template file overriding the tokenizer's own")
@@ -66,16 +69,6 @@ def resolve_serve_args(args):
     if args.api_key and args.api_keys:
         raise ValueError("give --api-key or --api-keys, not both")
     return args
-
-
-def app_args(args, config: RwtttConfig) -> dict:
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
-    keys = {args.api_key: {"tenant": "default"}} if args.api_key else args.api_keys
-    out = {"config": fields, "api_keys": keys, "num_workers": args.workers, "service_name": SERVICE_NAME,
-           "seed": args.seed}
-    if args.served_model_name:
-        out["served_model_name"] = list(args.served_model_name)
-    return out
 
 
 def startup_line(config: RwtttConfig, names) -> str:
@@ -112,17 +105,44 @@ def serve_main(args, config: RwtttConfig) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        seen = 0
         try:
-            stop.wait()
+            while not stop.wait(1.0):
+                seen = _print_events(seen)
         except KeyboardInterrupt:
             pass
+        _print_events(seen)                      # the last ones, before the drain's
         print(f"rwttt-ray: draining (grace {args.grace_s:g}s) ...", flush=True)
         summary = _drain(args.grace_s)
     finally:
         _stop_everything(drained=summary is not None)
-    print(f"rwttt-ray: stopped; {summary.get('spilled', 0) if summary else 0} sessions spilled to the shared "
-          f"store, {summary.get('stopped', 0) if summary else 0} running turns ended", flush=True)
+    print(f"rwttt-ray: stopped; {stop_line(summary or {})}", flush=True)
     return 0
+
+
+def stop_line(summary: dict) -> str:
+    """What the drain did, said plainly: sessions in the private Redis end with it."""
+    spilled, stopped = summary.get("spilled", 0), summary.get("stopped", 0)
+    if summary.get("private_store") and spilled:
+        kept = (f"{spilled} sessions NOT kept: the private Redis ends with this process "
+                f"(give --redis-url or RWTTT_REDIS_URL to keep sessions across restarts)")
+    else:
+        kept = f"{spilled} sessions spilled to the shared store"
+    return f"{kept}, {stopped} running turns ended"
+
+
+def _print_events(seen: int) -> int:
+    """Print the service's new events (worker lost, scheduler restarted, Redis away, ...), one
+    line each; returns the last one's number. Never raises."""
+    import ray
+
+    try:
+        seq, lines = ray.get(ray.get_actor(SERVICE_NAME).events.remote(seen), timeout=10)
+    except Exception:
+        return seen
+    for line in lines:
+        print(f"rwttt-ray: {line}", flush=True)
+    return seq
 
 
 def _drain(grace_s: float) -> dict | None:

@@ -90,7 +90,8 @@ def test_rwttt_serve_speaks_vllm_serve(tmp_path):
     (tmp_path / "t.jinja").write_text(TEMPLATE)
     port, port_b = free_port(), free_port()
     proc = serve(str(ckpt), "--port", str(port), "--api-key", "sk-one", "--served-model-name", "tiny-chat", "tiny",
-                 "--max-model-len", "128", "--chat-template", str(tmp_path / "t.jinja"), "--seed", "7")
+                 "--max-model-len", "128", "--chat-template", str(tmp_path / "t.jinja"), "--seed", "7",
+                 "--metrics-key", "op-key")
     other = serve("--port", str(port_b), "--api-key", "sk-two", "--served-model-name", "other")  # built-in model
     procs: dict[int, tuple[float, str]] = {}
     try:
@@ -117,7 +118,9 @@ def test_rwttt_serve_speaks_vllm_serve(tmp_path):
             assert err.value.status_code == 413
             with pytest.raises(AuthenticationError):        # the other server's key
                 OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-two", max_retries=0).models.list()
+            healed = operator_and_worker_kill(port, procs)       # it heals while the next checks run
             two_servers_stay_apart(port, port_b, procs, procs_b)
+            healed()
             procs = {**procs, **tree(proc.pid), **procs_b, **tree(other.pid)}
             seen = listening(procs)
             manager = next(p for p, (_, name) in procs_b.items() if name == "ray::ServiceManager")
@@ -132,6 +135,8 @@ def test_rwttt_serve_speaks_vllm_serve(tmp_path):
             rest, rest_b = stop(proc, other)
         stopped_at = time.time()
         assert proc.returncode == 0 and "rwttt-ray: stopped" in rest, rest[-2000:]
+        assert "rwttt-ray: worker" in rest and "lost" in rest, rest[-2000:]       # the console heard of it
+        assert "1 sessions NOT kept: the private Redis ends with this process" in rest, rest[-2000:]
         assert other.returncode == 0 and "drain skipped" in rest_b and "rwttt-ray: stopped" in rest_b, rest_b[-2000:]
         deadline = time.time() + 30
         while time.time() < deadline and (living(procs) or _session_processes(proc.pid, other.pid)):
@@ -145,6 +150,27 @@ def test_rwttt_serve_speaks_vllm_serve(tmp_path):
     finally:
         for line in living(procs):                        # a failed check leaves nothing either
             os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def operator_and_worker_kill(port: int, procs: dict):
+    """/metrics opens to the metrics key only; a session is open when its worker is SIGKILLed;
+    returns a check that the service heals (a new worker, the session's next turn) unrestarted."""
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer sk-one"}
+    assert httpx.get(f"{base}/metrics", headers=auth, timeout=30).status_code == 403
+    assert httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer op-key"}, timeout=30).status_code == 200
+    sid = httpx.post(f"{base}/v1/sessions", headers=auth, timeout=30).json()["id"]
+    turn = {"model": "tiny", "prompt": "hi", "max_tokens": 4, "session_id": sid}
+    assert httpx.post(f"{base}/v1/completions", headers=auth, json=turn, timeout=60).status_code == 200
+    worker = next(p for p, (_, name) in procs.items() if name.startswith("ray::WorkerActo"))
+    os.kill(worker, signal.SIGKILL)
+
+    def healed() -> None:
+        deadline = time.time() + 60
+        while httpx.get(f"{base}/health", timeout=30).status_code != 200 or \
+                httpx.post(f"{base}/v1/completions", headers=auth, json=turn, timeout=60).status_code != 200:
+            assert time.time() < deadline, httpx.get(f"{base}/health", timeout=30).text
+            time.sleep(0.5)
+    return healed
 
 
 def two_servers_stay_apart(port: int, port_b: int, procs: dict, procs_b: dict) -> None:

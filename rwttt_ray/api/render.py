@@ -15,8 +15,9 @@ from typing import Any
 from rwttt_ray.text.codec import TextCodec
 
 
-def new_id(chat: bool) -> str:
-    return ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+def new_id(chat: bool, request_id: str | None = None) -> str:
+    """The response's id, named after the request's (as vLLM does), else a new one."""
+    return ("chatcmpl-" if chat else "cmpl-") + (request_id or uuid.uuid4().hex)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:

@@ -55,7 +55,7 @@ def run_ray(args, model, trace: Trace) -> ModeResult:
     import ray
 
     from actors.cluster import RwtttCluster
-    from rwttt_ray.cli import config_from
+    from rwttt_ray.flags import config_from
 
     cluster = RwtttCluster(config_from(args), num_workers=args.workers, address=args.address,
                            max_rounds=args.rounds_per_call, record_logits=True, quantum_steps=args.quantum_steps)
@@ -142,8 +142,8 @@ def run_http(args, model, trace: Trace) -> ModeResult:
     from actors.cluster import init_ray
     from actors.redis_server import free_port
     from rwttt_ray.app import build_app
-    from rwttt_ray.cli import config_from
-    from rwttt_ray.serve_cli import app_args
+    from rwttt_ray.flags import config_from
+    from rwttt_ray.app import app_args
 
     init_ray(args.address)
     port = free_port()

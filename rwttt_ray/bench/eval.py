@@ -52,8 +52,18 @@ def _modes_section(model: TTTModel, opts: EvalOptions, args: Any, hooks: Hooks, 
     return results
 
 
+def sweep_section(model, opts: EvalOptions, args) -> dict:
+    """The owner sweep in-process, and over Ray (spill included) if asked."""
+    out = run_sweep(model, opts, args)
+    if "ray" in opts.backends:
+        from rwttt_ray.bench.eval_ray import sweep_ray
+
+        out["modes"]["rwttt_ray"], out["ray_slots"] = sweep_ray(model, opts, args)
+    return out
+
+
 SECTIONS = {"traces": lambda model, opts, args, hooks: run_traces(model, opts, hooks),
-            "sweep": lambda model, opts, args, hooks: run_sweep(model, opts, args),
+            "sweep": lambda model, opts, args, hooks: sweep_section(model, opts, args),
             "quality": lambda model, opts, args, hooks: quality_section(model, opts, hooks),
             "faults": lambda model, opts, args, hooks: run_faults(model, hooks),
             "ruler": lambda model, opts, args, hooks: ruler_section(model, opts, hooks)}

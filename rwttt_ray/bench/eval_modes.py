@@ -157,16 +157,11 @@ def sweep_point(model: TTTModel, opts: EvalOptions, owners: int) -> tuple[dict[s
 
 
 def run_sweep(model: TTTModel, opts: EvalOptions, args: Any) -> dict[str, Any]:
-    """tok/s and latency per mode at every owner count (and over Ray, spill included, if asked)."""
+    """tok/s and latency per mode at every owner count, in-process (eval.sweep_section adds Ray)."""
     rows: dict[str, list] = {m: [] for m in SWEEP_MODES}
     point_gates = {}
     for n in progress_bar(opts.sweep_owners, "sweep"):
         point, point_gates[n] = sweep_point(model, opts, n)
         for name, row in point.items():
             rows[name].append(row)
-    out: dict[str, Any] = {"owners": list(opts.sweep_owners), "modes": rows, "gates": point_gates}
-    if "ray" in opts.backends:
-        from rwttt_ray.bench.eval_ray import sweep_ray
-
-        out["modes"]["rwttt_ray"], out["ray_slots"] = sweep_ray(model, opts, args)
-    return out
+    return {"owners": list(opts.sweep_owners), "modes": rows, "gates": point_gates}

@@ -60,7 +60,7 @@ def _worker_counts(cluster: Any) -> tuple[int, int, int]:
 def sweep_ray(model: TTTModel, opts: EvalOptions, args: Any) -> tuple[list[dict], int]:
     """Rows like the in-process sweep's (plus spills, reloads, token match), and the slot count."""
     from actors.cluster import RwtttCluster
-    from rwttt_ray.cli import config_from
+    from rwttt_ray.flags import config_from
 
     slots = args.workers * args.max_states_per_worker
     cluster = RwtttCluster(config_from(args), num_workers=args.workers, address=args.address,

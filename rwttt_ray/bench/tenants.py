@@ -257,7 +257,7 @@ def _run_policy(args, config, trace: TenantTrace) -> list[OwnerRun]:
 def run_tenants(args, model) -> int:
     """`rwttt bench --backend ray --tenants`: both policy pairs, the table, the JSON; 3 on a token mismatch."""
     from rwttt_ray.bench.report import write_json
-    from rwttt_ray.cli import config_from
+    from rwttt_ray.flags import config_from
 
     base = config_from(args)
     trace = make_tenant_trace(args.workers * base.max_states_per_worker, args.prompt_len, args.gen_len,

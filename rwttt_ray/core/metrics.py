@@ -36,11 +36,14 @@ class Histogram:
 
 def render(counters: dict[str, float], gauges: dict[str, float], histograms: dict[str, Histogram],
            help_text: dict[str, str]) -> str:
-    lines = []
+    lines, described = [], set()
     for kind, values in (("counter", counters), ("gauge", gauges)):
         for name, value in sorted(values.items()):
             base = name.split("{")[0]
-            lines += [f"# HELP {base} {help_text.get(base, base)}", f"# TYPE {base} {kind}", f"{name} {value}"]
+            if base not in described:       # once per metric family, before its first sample
+                described.add(base)
+                lines += [f"# HELP {base} {help_text.get(base, base)}", f"# TYPE {base} {kind}"]
+            lines.append(f"{name} {value}")
     for name, hist in sorted(histograms.items()):
         lines += [f"# HELP {name} {help_text.get(name, name)}", f"# TYPE {name} histogram", *hist.lines(name)]
     return "\n".join(lines) + "\n"

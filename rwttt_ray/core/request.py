@@ -37,6 +37,7 @@ class Request:
     logprobs: int | None = None      # report the chosen token's logprob and this many top ones
     skip_special_tokens: bool = True  # text (and stop strings) without special tokens
     keep_at_end: bool = False        # a session turn: keep the end state as a rollback point
+    request_id: str = ""             # the client's x-request-id (or the ingress's): in every log line
 
     def __post_init__(self) -> None:
         if not self.prompt:

@@ -58,6 +58,11 @@ class DrainingError(TenancyError):
     status = 503
 
 
+class UnavailableError(TenancyError):
+    """The owner's worker is gone and it waits to be replayed on a new one: retry shortly."""
+    status = 503
+
+
 @dataclass(frozen=True)
 class TenantLimits:
     max_sessions: int = 64            # live sessions (owners that outlive a request)
@@ -72,6 +77,7 @@ class TenantUsage:
     sessions: set = field(default_factory=set)
     active: set = field(default_factory=set)
     tokens: deque = field(default_factory=deque)    # (time, n) in the last minute
+    total_tokens: int = 0
 
 
 class TenantBook:
@@ -111,6 +117,14 @@ class TenantBook:
         if session:
             u.sessions.add(owner_id)
 
+    def restore(self, tenant_id: str, owner_id: str, session: bool) -> None:
+        """An owner a restarted scheduler rebuilt: it is the tenant's again, whatever the limits."""
+        self.owner_tenant[owner_id] = tenant_id
+        u = self._u(tenant_id)
+        u.owners.add(owner_id)
+        if session:
+            u.sessions.add(owner_id)
+
     def over_budget(self, owner_id: str) -> bool:
         """The owner's tenant has used its tokens_per_minute (checked after each phase: a running
         request stops then, overshooting by at most one phase)."""
@@ -128,7 +142,9 @@ class TenantBook:
 
     def count_tokens(self, owner_id: str, n: int) -> None:
         if owner_id in self.owner_tenant and n:
-            self._u(self.owner_tenant[owner_id]).tokens.append((self.clock(), n))
+            u = self._u(self.owner_tenant[owner_id])
+            u.tokens.append((self.clock(), n))
+            u.total_tokens += n
 
     def forget(self, owner_id: str) -> None:
         tenant = self.owner_tenant.pop(owner_id, None)

@@ -168,31 +168,36 @@ def test_token_log(d):
 
 
 def test_heartbeats_expire(d):
-    d.heartbeat("w0", 1)
-    d.heartbeat("w1", 30)
-    assert d.live_workers() == {"w0", "w1"}
-    time.sleep(1.1)
+    d.heartbeat("w0", 0.05)
+    d.heartbeat("w1", 300)
+    deadline = time.monotonic() + 10
+    while "w0" in d.live_workers():          # Redis expires the key (no claim on how fast)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert d.live_workers() == {"w1"}
-    d.heartbeat("w0", 1)
+    d.heartbeat("w0", 300)
     assert d.live_workers() == {"w0", "w1"}
 
 
-def test_ops_are_sub_millisecond_round_trips(d):
+def _script_calls(d) -> int:
+    stats = d.r.info("commandstats")
+    return sum(stats.get(k, {}).get("calls", 0) for k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def test_a_commit_is_one_script_call(d):
     epoch = d.acquire_epoch()
     d.register(DirectoryEntry("a", worker_id="w0", epoch=epoch))
-    start = time.perf_counter()
+    before = _script_calls(d)
     for v in range(200):
         d.commit("a", epoch, v)
     assert d.get("a").version == 200
-    assert (time.perf_counter() - start) / 200 < 0.005     # loose: one round trip each, not a benchmark
+    assert _script_calls(d) - before == 200          # one atomic round trip each
 
 
 def test_unreachable_url_names_it():
     url = f"redis://127.0.0.1:{free_port()}/0"
-    start = time.monotonic()
     with pytest.raises(DirectoryUnavailableError, match=re.escape(f"cannot reach Redis at {url}")):
         RedisDirectory(url)
-    assert time.monotonic() - start < 3
     with pytest.raises(DirectoryUnavailableError, match="http://x"):
         RedisDirectory("http://x")
 
@@ -216,7 +221,9 @@ def test_redis_restart_mid_run_never_commits_silently():
             with pytest.raises(UnknownEntryError):
                 op()                                 # vanished entry: rejected, never re-created
         assert d.get("a") is None and d.entries() == [] and d.ledger_snapshot() == {}
-    with pytest.raises(DirectoryUnavailableError, match=re.escape(server.url)):
+    where = server.url.replace(f":{server.password}@", "")      # named, without its password
+    with pytest.raises(DirectoryUnavailableError, match=re.escape(where)) as err:
         d.commit("a", epoch, 1)                      # server gone: a clear error
+    assert server.password not in str(err.value)
     with pytest.raises(DirectoryError):
         d.get("a")

@@ -8,6 +8,8 @@ from rwttt_ray.ttt.reference import SequentialReference
 KEYS = {"sk-alpha": {"tenant": "alpha"}, "sk-beta": {"tenant": "beta"},
         "sk-tiny": {"tenant": "tiny", "max_sessions": 1, "max_active": 1},
         "sk-meter": {"tenant": "meter", "tokens_per_minute": 40}}
+METRICS_KEY = "op-metrics"
+OPERATOR = {"Authorization": f"Bearer {METRICS_KEY}"}
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +25,8 @@ def server(ray_session, redis_srv, http_config):
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = {"config": {"ttt_chunk": 8}, "api_keys": KEYS, "redis_url": redis_srv.url, "service_name": "rwttt-test"}
+    args = {"config": {"ttt_chunk": 8}, "api_keys": KEYS, "redis_url": redis_srv.url, "service_name": "rwttt-test",
+            "metrics_key": METRICS_KEY}
     serve.run(build_app(args), name="rwttt", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()

@@ -6,6 +6,8 @@ import time
 import httpx
 import pytest
 
+from tests.http.conftest import OPERATOR
+
 pytestmark = pytest.mark.ray
 A = {"Authorization": "Bearer sk-alpha"}
 B = {"Authorization": "Bearer sk-beta"}
@@ -82,7 +84,7 @@ def test_client_disconnect_mid_stream_leaks_nothing(server):
                 break                                   # hang up mid-stream
     deadline = time.time() + 30
     while time.time() < deadline:
-        metrics = httpx.get(f"{server}/metrics").text
+        metrics = httpx.get(f"{server}/metrics", headers=OPERATOR).text
         if "rwttt_active_owners 0" in metrics:
             break
         time.sleep(0.2)
@@ -92,10 +94,22 @@ def test_client_disconnect_mid_stream_leaks_nothing(server):
 def test_health_and_metrics(server):
     assert httpx.get(f"{server}/health").json() == {"status": "ok", "workers": 1, "directory": True}
     assert httpx.get(f"{server}/ping").json() == {"status": "alive"}
-    text = httpx.get(f"{server}/metrics").text
+    assert post(server, "/v1/completions", OK).status_code == 200       # tenant alpha has traffic
+    text = httpx.get(f"{server}/metrics", headers=OPERATOR).text
     for name in ("rwttt_tokens_total", "rwttt_commits_total", "rwttt_group_size_bucket", "rwttt_ttft_seconds_count",
-                 "rwttt_token_latency_seconds_bucket", "rwttt_queue_depth", "rwttt_spills_total"):
+                 "rwttt_token_latency_seconds_bucket", "rwttt_queue_depth", "rwttt_spills_total",
+                 'rwttt_tenant_tokens_total{tenant="alpha"}', 'rwttt_tenant_tokens_last_minute{tenant="alpha"}'):
         assert name in text
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(families) == len(set(families))          # each family described once
+
+
+def test_metrics_need_the_operator_key(server):
+    assert_error(httpx.get(f"{server}/metrics"), 401)
+    assert_error(httpx.get(f"{server}/metrics", headers={"Authorization": "Bearer wrong"}), 401)
+    res = httpx.get(f"{server}/metrics", headers=A)              # a tenant's key shows no one's traffic
+    assert_error(res, 403)
+    assert "alpha" not in res.text
 
 
 def test_chunked_bodies_are_capped_too(server):
@@ -121,3 +135,15 @@ def test_a_token_budget_holds_while_generating(server):
     used = out["usage"]["completion_tokens"]
     assert out["choices"][0]["finish_reason"] == "length" and 40 <= used <= 40 + 8 + 1
     assert_error(post(server, "/v1/completions", OK, headers=meter), 429)
+
+
+def test_the_request_id_names_the_response_and_its_errors(server):
+    rid = {"x-request-id": "req-7f3a-client"}
+    bad = post(server, "/v1/completions", {**OK, "temperature": -2}, headers={**A, **rid})
+    assert_error(bad, 400)
+    assert bad.json()["error"]["request_id"] == "req-7f3a-client"
+    assert bad.headers["x-request-id"] == "req-7f3a-client"
+    good = post(server, "/v1/completions", OK, headers={**A, **rid})
+    assert good.json()["id"] == "cmpl-req-7f3a-client" and good.headers["x-request-id"] == "req-7f3a-client"
+    made = post(server, "/v1/completions", OK)              # none given: Serve's own id names it
+    assert made.json()["id"] == "cmpl-" + made.headers["x-request-id"]
