@@ -182,8 +182,10 @@ class RwtttCluster:
         return handle if _alive(handle) else None
 
     def replace_worker(self, name: str) -> str:
-        """A worker died: a new one restores the capacity, then the scheduler replays the lost
-        worker's owners (onto any live worker, the new one included); returns the new name."""
+        """A worker died: the scheduler replays its owners on the live workers at once (with none
+        left, they wait), then a new worker restores the capacity and takes the owners that
+        waited; returns the new name."""
+        ray.get(self.scheduler.worker_lost.remote(name))
         new = f"{self.namespace}-worker-{uuid.uuid4().hex[:6]}"
         handle = self.launcher.launch(new)
         ray.get(handle.ping.remote())
@@ -191,7 +193,7 @@ class RwtttCluster:
         self.workers[new] = handle
         self.worker_names = list(self.workers)
         ray.get(self.scheduler.attach_worker.remote(new, handle))
-        ray.get(self.scheduler.worker_lost.remote(name))
+        ray.get(self.scheduler.worker_lost.remote(name))        # the owners that waited for it
         return new
 
     def deltas(self, owner_id: str, worker: str) -> list | None:

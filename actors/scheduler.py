@@ -302,6 +302,8 @@ class SchedulerActor(ServiceAPI):
         before this coroutine yields, so Ray runs them before any phase that plans those owners.
         With no live worker left, running turns fail (retry) and the rest wait for a new worker."""
         if not any(r.alive and not r.draining for w, r in self.core.workers.items() if w != worker_id):
+            if worker_id in self.stranded:
+                return                       # told already: its owners wait
             self.core.workers[worker_id].alive = False
             self._fail_owners(worker_id, "the worker was lost and no live worker is left to replay on "
                                          "(a new one is starting): retry shortly")
