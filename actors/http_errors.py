@@ -32,9 +32,7 @@ class HTTPError(Exception):
 def error_response(status: int, message: str, type_: str, code=None, headers=None, param=None,
                    request_id=None) -> JSONResponse:
     body = error_body(message, type_, code, param)
-    if request_id:
-        body["error"]["request_id"] = request_id
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(named(body, request_id) if request_id else body, status_code=status, headers=headers)
 
 
 def request_id(request: HTTPRequest) -> str:
@@ -98,6 +96,7 @@ class BodyLimit:
 
 
 def named(body: dict, rid: str) -> dict:
+    """An OpenAI error body that names the request it answers."""
     body["error"]["request_id"] = rid
     return body
 
@@ -111,7 +110,8 @@ def map_scheduler_error(exc: Exception) -> HTTPError:
     if isinstance(cause, TenancyError):
         kind = {404: "not_found_error", 409: "conflict_error", 503: "service_unavailable"}.get(
             cause.status, "invalid_request_error")
-        return HTTPError(cause.status, str(cause), kind, code="context_length_exceeded" if cause.status == 413 else None)
+        code = "context_length_exceeded" if cause.status == 413 else None
+        return HTTPError(cause.status, str(cause), kind, code=code)
     if isinstance(cause, ValueError):
         return HTTPError(400, str(cause).splitlines()[0], "invalid_request_error")
     if isinstance(cause, DirectoryError):        # Redis: its message names it (never the password)
