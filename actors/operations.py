@@ -24,7 +24,7 @@ async def migrate_owner(sched, owner_id: str, dst: str) -> None:
         await publish_pending(sched, src, owner_id)
         handover = sched.workers[src].handover.remote(owner_id)    # object store, worker to worker
         await sched.workers[dst].accept.remote(handover)
-        sched.core.owners[owner_id].worker_id = dst
+        sched.core.move(owner_id, dst)
         sched.directory.move(owner_id, sched.epoch, dst, -1, Tier.DEVICE,
                              expected_version=sched.core.ledger.committed(owner_id))
         sched._wake[dst].set()

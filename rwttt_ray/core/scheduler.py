@@ -155,6 +155,10 @@ class SchedulerCore:
         self.owners[req.owner_id] = rec
         return rec
 
+    def move(self, owner_id: str, worker_id: str) -> None:
+        """The owner's state now lives on `worker_id` (a migration or handover completed)."""
+        self.owners[owner_id].worker_id = worker_id
+
     def forget(self, owner_id: str) -> OwnerRecord:
         rec = self.owners.pop(owner_id)
         self.ledger.remove(owner_id)
