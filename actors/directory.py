@@ -5,13 +5,12 @@ The only module that imports redis. Keys, namespaced per cluster: `{ns}:epoch` (
 (token log), `{ns}:payload:{id}:{version}` (spilled state, written BEFORE the entry points at it;
 indexed by version in the zset `{ns}:payloads:{id}`), `{ns}:hb:{worker}` (liveness, TTL) and
 `{ns}:workers` (set). Every op is one round trip; commit, move, spill and remove are Lua scripts
-that check (epoch, version) and write in one atomic step.
+that check (epoch, version) and write in one atomic step. The entry, the tiers, the typed
+refusals and the StateDirectory protocol live in actors/state_directory.py (re-exported here).
 """
 from __future__ import annotations
 
-import enum
 import re
-from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, TypeVar
 
 import msgpack
@@ -21,83 +20,16 @@ from redis.retry import Retry
 
 from actors.directory_scripts import (_ASSERT_EPOCH, _COMMIT, _ENTRIES, _LIVE, _MOVE, _REGISTER, _REMOVE, _RESYNC,
                                      _SESSION)
+from actors.state_directory import (FIELDS, DirectoryEntry, DirectoryError, DirectoryUnavailableError,  # noqa: F401
+                                    DirectoryVersionError, DuplicateEntryError, MissingPayloadError, ResyncRow,
+                                    StaleEpochError, Tier, UnknownEntryError, refusal)
 
 T = TypeVar("T")
 
 
-class Tier(enum.Enum):
-    DEVICE = "device"   # a worker's pool slot
-    HOST = "host"       # a worker's host memory
-    STORE = "store"     # the shared store: the entry's payload_key holds the state
-
-
-class DirectoryError(RuntimeError):
-    """A directory operation was rejected; nothing was changed."""
-
-
-class StaleEpochError(DirectoryError):
-    """The caller's epoch is older than the current fencing epoch (a stale scheduler)."""
-
-
-class DirectoryVersionError(DirectoryError):
-    """The stored version differs from the caller's expected version (stale or duplicate commit)."""
-
-    def __init__(self, message: str, stored: int = -1) -> None:
-        super().__init__(message)
-        self.stored = stored
-
-    def __reduce__(self):
-        return type(self), (str(self), self.stored)
-
-
-class UnknownEntryError(DirectoryError):
-    """No entry for that owner (never registered, removed, or lost with a Redis restart)."""
-
-
-class DuplicateEntryError(DirectoryError):
-    """register() for an owner that already has an entry."""
-
-
-class MissingPayloadError(DirectoryError):
-    """An entry may never point at a payload key that does not exist."""
-
-
-class DirectoryUnavailableError(DirectoryError):
-    """Redis cannot be reached. During a write the outcome is unknown: re-read the entry."""
-
-
-@dataclass(frozen=True, slots=True)
-class DirectoryEntry:
-    """Where one owner's state lives. Crosses actors; msgpack-able via to_dict/from_dict."""
-    owner_id: str
-    tenant_id: str = ""          # who pays; "" for none
-    worker_id: str = ""          # the worker holding the state; "" when only in the store
-    slot: int = -1               # pool slot on that worker; -1 if none
-    tier: Tier = Tier.DEVICE     # DEVICE slot | HOST memory | shared STORE
-    version: int = 0             # committed WRITEs; changed only by commit()
-    epoch: int = 0               # fencing epoch of the last scheduler that wrote this entry
-    payload_key: str = ""        # versioned payload key of the spilled state; "" if none
-
-    def __post_init__(self) -> None:
-        if self.version < 0 or self.slot < -1:
-            raise ValueError(f"{self.version=} must be >= 0 and {self.slot=} >= -1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"tier": self.tier.value}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DirectoryEntry":
-        """From to_dict() output or from Redis hash values (bytes)."""
-        g = {k: v.decode() if isinstance(v, bytes) else v for k, v in d.items()}
-        return cls(owner_id=g["owner_id"], tenant_id=g.get("tenant_id", ""), worker_id=g.get("worker_id", ""),
-                   slot=int(g.get("slot", -1)), tier=Tier(g.get("tier", "device")), version=int(g.get("version", 0)),
-                   epoch=int(g.get("epoch", 0)), payload_key=g.get("payload_key", ""))
-
-
-FIELDS = tuple(f.name for f in fields(DirectoryEntry))
-
 class RedisDirectory:
-    """Owner -> (worker, slot, tier, version, epoch) in Redis; metadata only, one round trip per op."""
+    """Owner -> (worker, slot, tier, version, epoch) in Redis; metadata only, one round trip per op.
+    Implements StateDirectory (actors/state_directory.py)."""
 
     def __init__(self, url: str, namespace: str = "rwttt", timeout_s: float = 2.0) -> None:
         self.url, self.ns = url, namespace
@@ -137,17 +69,7 @@ class RedisDirectory:
         return [self.key("epoch"), self.key("owner", owner_id)]
 
     def _check(self, owner_id: str, epoch: int, expected: int | None, code: int, value: int) -> int:
-        if code == -1:
-            raise StaleEpochError(f"epoch {epoch} is stale (current {value}): owner {owner_id} not changed")
-        if code == -2:
-            raise DirectoryVersionError(f"owner {owner_id}: expected version {expected}, stored {value}", value)
-        if code == -3:
-            raise UnknownEntryError(f"owner {owner_id} has no directory entry")
-        if code == -4:
-            raise MissingPayloadError(f"owner {owner_id}: payload does not exist; entry not changed")
-        if code == -5:
-            raise DuplicateEntryError(f"owner {owner_id} is already registered")
-        return value
+        return refusal(owner_id, epoch, expected, int(code), int(value))
 
     def ping(self) -> bool:
         return bool(self._call(self.r.ping, idempotent=True))
@@ -168,7 +90,7 @@ class RedisDirectory:
         counter back to `epoch` if it fell below it; returns the counter as found."""
         return int(self._call(self._assert_epoch, keys=[self.key("epoch")], args=[epoch], idempotent=True))
 
-    def resync(self, owners: list[tuple[DirectoryEntry, Mapping[str, Any], list[int]]], epoch: int) -> None:
+    def resync(self, owners: list[ResyncRow], epoch: int) -> None:
         """Rewrite these owners' entries, requests and token logs from the scheduler's own state
         (fenced: only a current scheduler may), in one pipeline: Redis lost or rolled back them."""
         pipe = self.r.pipeline(transaction=False)

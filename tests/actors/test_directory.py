@@ -1,4 +1,7 @@
-"""The directory contract, against a real redis-server: fenced CAS commits, moves, spills, liveness."""
+"""The directory contract (StateDirectory): fenced CAS commits, moves, spills, liveness. The shared
+tests run against a real redis-server (RedisDirectory) and the in-memory fake (InMemoryDirectory),
+so the fake cannot drift; the Redis-only ones cover round trips, races and outages."""
+import inspect
 import re
 import threading
 import time
@@ -10,14 +13,35 @@ import pytest
 from actors.directory import (DirectoryEntry, DirectoryError, DirectoryUnavailableError, DirectoryVersionError,
                               DuplicateEntryError, MissingPayloadError, RedisDirectory, StaleEpochError, Tier,
                               UnknownEntryError)
+from actors.memory_directory import InMemoryDirectory
 from actors.redis_server import EmbeddedRedis, free_port
+from actors.state_directory import StateDirectory
 
 
 @pytest.fixture
-def d(redis_url):
+def redis_d(redis_url):
     directory = RedisDirectory(redis_url, namespace=f"t{uuid.uuid4().hex[:8]}")
     yield directory
     directory.close()
+
+
+@pytest.fixture(params=["redis", "memory"])
+def d(request):
+    """Each contract test runs against both implementations."""
+    if request.param == "memory":
+        return InMemoryDirectory(namespace="m")
+    return request.getfixturevalue("redis_d")
+
+
+def test_both_implement_the_protocol_with_its_signatures():
+    members = [n for n, v in vars(StateDirectory).items() if not n.startswith("_") and callable(v)]
+    assert {"register", "commit_many", "move", "resync", "assert_epoch", "heartbeat", "live_workers"} <= set(members)
+    for impl in (RedisDirectory, InMemoryDirectory):
+        for name in members:
+            want = inspect.signature(getattr(StateDirectory, name))
+            assert inspect.signature(getattr(impl, name)) == want, (impl.__name__, name)
+        assert isinstance(getattr(impl, "where"), property)
+    assert isinstance(InMemoryDirectory(), StateDirectory)
 
 
 def test_entry_round_trips_through_msgpack():
@@ -76,7 +100,8 @@ def test_cas_commit_rejects_stale_epoch_and_version(d):
     assert d.get("ghost") is None                  # never created by a commit
 
 
-def test_concurrent_commits_exactly_one_wins(redis_url, d):
+def test_concurrent_commits_exactly_one_wins(redis_url, redis_d):
+    d = redis_d
     epoch = d.acquire_epoch()
     d.register(DirectoryEntry("a", worker_id="w0", epoch=epoch))
     clients = [RedisDirectory(redis_url, namespace=d.ns) for _ in range(8)]
@@ -184,7 +209,8 @@ def _script_calls(d) -> int:
     return sum(stats.get(k, {}).get("calls", 0) for k in ("cmdstat_evalsha", "cmdstat_eval"))
 
 
-def test_a_commit_is_one_script_call(d):
+def test_a_commit_is_one_script_call(redis_d):
+    d = redis_d
     epoch = d.acquire_epoch()
     d.register(DirectoryEntry("a", worker_id="w0", epoch=epoch))
     before = _script_calls(d)
@@ -227,3 +253,59 @@ def test_redis_restart_mid_run_never_commits_silently():
     assert server.password not in str(err.value)
     with pytest.raises(DirectoryError):
         d.get("a")
+
+
+def test_start_turn_and_resync_are_fenced(d):
+    epoch = d.acquire_epoch()
+    d.register(DirectoryEntry("a", worker_id="w0", epoch=epoch), request={"prompt": (1,)})
+    d.commit("a", epoch, 0)
+    d.commit("a", epoch, 1)
+    d.append_tokens({"a": [5, 6]})
+    assert d.start_turn("a", epoch, {"prompt": (1, 2)}) == 2
+    assert d.request_of("a") == {"prompt": [1, 2]} and d.tokens("a") == []       # msgpack: lists
+    with pytest.raises(DirectoryVersionError):
+        d.start_turn("a", epoch, {}, version=3)                  # never forward
+    assert d.start_turn("a", epoch, {"prompt": [9]}, version=1) == 1 and d.get("a").version == 1
+    with pytest.raises(UnknownEntryError):
+        d.start_turn("zz", epoch, {})
+    new = d.acquire_epoch()
+    with pytest.raises(StaleEpochError):
+        d.start_turn("a", epoch, {})
+    row = (DirectoryEntry("b", worker_id="w1", version=4, epoch=new), {"prompt": [3]}, [7, 8])
+    with pytest.raises(StaleEpochError):
+        d.resync([row], epoch)
+    assert d.get("b") is None
+    d.resync([row], new)
+    assert d.get("b") == row[0] and d.request_of("b") == {"prompt": [3]} and d.tokens("b") == [7, 8]
+    assert d.ledger_snapshot() == {"a": 1, "b": 4}
+
+
+def test_assert_epoch_raises_the_counter_back_only(d):
+    epoch = d.acquire_epoch()
+    assert d.assert_epoch(epoch + 5) == epoch and d.current_epoch() == epoch + 5
+    assert d.assert_epoch(1) == epoch + 5 and d.current_epoch() == epoch + 5
+    assert d.acquire_epoch() == epoch + 6
+
+
+def test_refusals_survive_pickling(d):
+    import pickle
+
+    epoch = d.acquire_epoch()
+    d.register(DirectoryEntry("a", worker_id="w0", epoch=epoch))
+    [refused] = d.commit_many([("a", 3)], epoch)
+    back = pickle.loads(pickle.dumps(refused))
+    assert type(back) is DirectoryVersionError and back.stored == 0 and str(back) == str(refused)
+
+
+def test_memory_directory_lost_data_and_outage():
+    d = InMemoryDirectory()
+    epoch = d.acquire_epoch()
+    d.register(DirectoryEntry("a", worker_id="w0", epoch=epoch))
+    d.lose_data()                                     # as a Redis restarted empty
+    assert d.current_epoch() == 0 and d.get("a") is None
+    for op in (lambda: d.commit("a", epoch, 0), lambda: d.move("a", epoch, "w1", 0, Tier.DEVICE)):
+        with pytest.raises(UnknownEntryError):
+            op()
+    d.reachable = False
+    with pytest.raises(DirectoryUnavailableError, match="memory://"):
+        d.commit("a", epoch, 0)
