@@ -20,8 +20,8 @@ from rwttt_ray.core.request import Request
 async def adopt_spilled(scheduler) -> dict[str, int]:
     """Run once in `SchedulerActor.start` before any phase; returns counts of what it did."""
     held: set[str] = set()
-    for handle in scheduler.workers.values():
-        held |= set(await handle.owners.remote())
+    for worker in scheduler.workers.values():
+        held |= set(await worker.owners())
     adopted = dropped = 0
     for entry in scheduler.directory.entries():
         if entry.owner_id in held or entry.owner_id in scheduler.core.owners:
@@ -38,35 +38,35 @@ async def adopt_spilled(scheduler) -> dict[str, int]:
 async def _adopt(scheduler, entry: DirectoryEntry) -> None:
     owner_id, core = entry.owner_id, scheduler.core
     worker_id = core.choose_worker(owner_id)
-    info = await scheduler.workers[worker_id].adopt_from_store.remote(entry.payload_key)
-    core.admit(Request.from_dict(info["request"]), worker_id, version=entry.version, tokens=info["tokens"],
-               progress=info["progress"])
+    info = await scheduler.workers[worker_id].adopt_from_store(entry.payload_key)
+    core.admit(Request.from_dict(info.request), worker_id, version=entry.version, tokens=info.tokens,
+               progress=info.progress)
     scheduler.directory.move(owner_id, scheduler.epoch, worker_id, -1, Tier.HOST, expected_version=entry.version)
     sessions = scheduler.sessions
     sessions.tenants.admit(entry.tenant_id, owner_id, session=True)
     sessions.book.open(owner_id, entry.tenant_id, time.time(), kept=[entry.version])
     sessions.closed.add(owner_id)
-    await scheduler.workers[worker_id].keep.remote(owner_id, entry.version)
+    await scheduler.workers[worker_id].keep(owner_id, entry.version)
 
 
 async def rebuild_after_restart(scheduler) -> None:
     """After a restart: ledger from the directory, progress and tokens from the workers, tenants
     and sessions from both (so streams read on, and sessions take their next turn)."""
     held = {}
-    for name, handle in scheduler.workers.items():
-        for o, info in (await handle.owners.remote()).items():
+    for name, worker in scheduler.workers.items():
+        for o, info in (await worker.owners()).items():
             held[o] = (name, info)
     for entry in scheduler.directory.entries():
         req = Request.from_dict(scheduler.directory.request_of(entry.owner_id))
         name, info = held.get(entry.owner_id, (entry.worker_id, None))
-        tokens = info["tokens"] if info and info["tokens"] is not None else scheduler.directory.tokens(entry.owner_id)
-        progress: OwnerProgress = info["progress"] if info else None
+        tokens = info.tokens if info and info.tokens is not None else scheduler.directory.tokens(entry.owner_id)
+        progress: OwnerProgress = info.progress if info else None
         scheduler.core.admit(req, name, version=entry.version, tokens=tokens, progress=progress,
                              tenant_id=entry.tenant_id)
-        if info and info["candidate"]:   # the old scheduler died mid-commit: follow the directory
+        if info and info.candidate:   # the old scheduler died mid-commit: follow the directory
             publish = entry.version == progress.writes + 1
-            await scheduler.workers[name].reconcile.remote([entry.owner_id] if publish else [],
-                                                           [] if publish else [entry.owner_id])
+            await scheduler.workers[name].reconcile([entry.owner_id] if publish else [],
+                                                    [] if publish else [entry.owner_id])
             if publish:
                 scheduler.core.owners[entry.owner_id].progress = progress.after_write()
-        scheduler.sessions.restore(entry.owner_id, entry.tenant_id, info["kept"] if info else [])
+        scheduler.sessions.restore(entry.owner_id, entry.tenant_id, info.kept if info else [])

@@ -21,6 +21,7 @@ from actors.directory import RedisDirectory
 from actors.redis_server import EmbeddedRedis, resolve_redis_url
 from actors.scheduler import SchedulerActor
 from actors.worker import WorkerLauncher
+from actors.worker_client import WorkerClient
 from policies.autoscaling import AutoscalingPolicy, QueueDepthAutoscaler
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.request import Request
@@ -109,7 +110,7 @@ class RwtttCluster:
         per_worker = list(worker_resources or [])
         self.workers = {name: self.launcher.launch(name, per_worker[i] if i < len(per_worker) else None)
                         for i, name in enumerate(self.worker_names)}
-        ray.get([w.ping.remote() for w in self.workers.values()])
+        ray.get([WorkerClient(name=n, handle=w).ping() for n, w in self.workers.items()])
         self.scheduler = self._new_scheduler(recover=False)
 
     @property
@@ -179,7 +180,7 @@ class RwtttCluster:
             handle = self.worker(name)
         except ValueError:      # a dead actor's name is free again
             return None
-        return handle if _alive(handle) else None
+        return handle if _alive(WorkerClient(name=name, handle=handle)) else None
 
     def replace_worker(self, name: str) -> str:
         """A worker died: the scheduler replays its owners on the live workers at once (with none
@@ -188,7 +189,7 @@ class RwtttCluster:
         ray.get(self.scheduler.worker_lost.remote(name))
         new = f"{self.namespace}-worker-{uuid.uuid4().hex[:6]}"
         handle = self.launcher.launch(new)
-        ray.get(handle.ping.remote())
+        ray.get(WorkerClient(name=new, handle=handle).ping())
         self.workers.pop(name, None)
         self.workers[new] = handle
         self.worker_names = list(self.workers)
@@ -197,7 +198,7 @@ class RwtttCluster:
         return new
 
     def deltas(self, owner_id: str, worker: str) -> list | None:
-        return ray.get(self.worker(worker).deltas.remote(owner_id))
+        return ray.get(WorkerClient(name=worker, handle=self.worker(worker)).deltas(owner_id))
 
     def stats(self) -> dict:
         return ray.get(self.scheduler.stats.remote())
@@ -217,10 +218,10 @@ class RwtttCluster:
             self._redis.stop()
 
 
-def _alive(handle, timeout_s: float = 60.0) -> bool:
+def _alive(worker: WorkerClient, timeout_s: float = 60.0) -> bool:
     """The actor answers (a phase in flight delays the answer, it does not make it dead)."""
     try:
-        ray.get(handle.ping.remote(), timeout=timeout_s)
+        ray.get(worker.ping(), timeout=timeout_s)
     except ray.exceptions.RayActorError:
         return False
     except ray.exceptions.GetTimeoutError:

@@ -22,8 +22,8 @@ async def migrate_owner(sched, owner_id: str, dst: str) -> None:
         if sched.core.owners.get(owner_id) is None or sched.core.owners[owner_id].worker_id != src:
             raise KeyError(f"owner {owner_id} left worker {src} before it could migrate")
         await publish_pending(sched, src, owner_id)
-        handover = sched.workers[src].handover.remote(owner_id)    # object store, worker to worker
-        await sched.workers[dst].accept.remote(handover)
+        handover = sched.workers[src].handover(owner_id)    # object store, worker to worker
+        await sched.workers[dst].accept(handover)
         sched.core.move(owner_id, dst)
         sched.directory.move(owner_id, sched.epoch, dst, -1, Tier.DEVICE,
                              expected_version=sched.core.ledger.committed(owner_id))
@@ -53,7 +53,7 @@ async def spill_to_store(sched, owner_id: str) -> str:
     async def job() -> str:
         await publish_pending(sched, worker_id, owner_id)
         version = sched.core.ledger.committed(owner_id)
-        key = await sched.workers[worker_id].spill_to_store.remote(owner_id, version, sched.epoch)
+        key = await sched.workers[worker_id].spill_to_store(owner_id, version, sched.epoch)
         sched.core.owners[owner_id].resident = False
         return key
     return await sched._between_phases(worker_id, job)
@@ -66,4 +66,4 @@ async def publish_pending(sched, worker_id: str, owner_id: str) -> None:
     w.commits = [o for o in w.commits if o != owner_id]
     w.rollbacks = [o for o in w.rollbacks if o != owner_id]
     if publish or discard:
-        await sched.workers[worker_id].reconcile.remote(publish, discard)
+        await sched.workers[worker_id].reconcile(publish, discard)

@@ -13,9 +13,8 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-import ray
-
 from actors.worker import WorkerLauncher
+from actors.worker_client import WorkerClient
 from policies.autoscaling import AutoscalingPolicy, ScaleDecision
 from rwttt_ray.core.scheduler import SchedulerCore
 
@@ -28,7 +27,7 @@ class ScalingHost(Protocol):
 
     core: SchedulerCore
     stale: bool
-    workers: dict[str, Any]
+    workers: dict[str, WorkerClient]
 
     async def attach_worker(self, name: str, handle: Any) -> None: ...
 
@@ -121,6 +120,6 @@ class WorkerScaler:
             return False
 
     def _kill(self, name: str) -> None:
-        handle = self.host.workers.pop(name, None)
-        if handle is not None:
-            ray.kill(handle, no_restart=True)
+        worker = self.host.workers.pop(name, None)
+        if worker is not None:
+            worker.kill()

@@ -21,7 +21,9 @@ from actors.scheduler_api import ServiceAPI
 from actors.commits import DirectoryKeeper
 from actors.directory import DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier
 from actors.scaling import WorkerScaler
+from actors.state_directory import StateDirectory
 from actors.worker import WorkerLauncher
+from actors.worker_client import WorkerClient, phase_failure
 from policies.autoscaling import AutoscalingPolicy
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.request import Request
@@ -48,7 +50,7 @@ class SchedulerActor(ServiceAPI):
         self.counters = {"rwttt_tokens_total": 0, "rwttt_commits_total": 0, "rwttt_rejected_commits_total": 0,
                          "rwttt_groups_total": 0, "rwttt_phases_total": 0}
         self.group_sizes = Histogram(SIZE_BUCKETS)
-        self.directory = RedisDirectory(redis_url, namespace)
+        self.directory: StateDirectory = RedisDirectory(redis_url, namespace)
         self.epoch = self.directory.acquire_epoch()
         weights = {t: float(lim.get("weight", 1.0)) for t, lim in self.tenant_limits.items()}
         self.core = SchedulerCore.from_policies(
@@ -58,7 +60,7 @@ class SchedulerActor(ServiceAPI):
             fairness_policy=config.fairness_policy, weights=weights, align_rounds=config.align_rounds)
         self.scaler = WorkerScaler(self, autoscaler, launcher, scale_interval_s)
         self.worker_names = list(worker_names)
-        self.workers: dict[str, ray.actor.ActorHandle] = {}
+        self.workers: dict[str, WorkerClient] = {}
         self.stale = False
         self.calls, self.call_s, self.compute_s = 0, 0.0, 0.0
         self._wake: dict[str, asyncio.Event] = {}
@@ -102,10 +104,11 @@ class SchedulerActor(ServiceAPI):
         return self.epoch
 
     async def _add_worker(self, name: str, handle) -> None:
-        info = await handle.info.remote()
-        self._max_len[name] = info["max_seq_len"]
-        self.workers[name] = handle
-        self.core.add_worker(name, info["shape_prefix"], info["capacity"])
+        client = WorkerClient(name=name, handle=handle)
+        info = await client.info()
+        self._max_len[name] = info.max_seq_len
+        self.workers[name] = client
+        self.core.add_worker(name, info.shape_prefix, info.capacity)
         self._wake[name] = asyncio.Event()
 
     async def attach_worker(self, name: str, handle) -> None:
@@ -116,22 +119,15 @@ class SchedulerActor(ServiceAPI):
     async def retire_worker(self, name: str) -> bool:
         """Between its phases: mark an emptied worker dead so its loop ends; False if owners remain."""
         async def job() -> bool:
-            if self.core.owners_on(name):
-                return False
-            self.core.workers[name].alive = False
-            return True
+            return self.core.retire(name)
         retired = await self._between_phases(name, job)
         self._wake[name].set()      # the loop sees the worker gone and ends
         return retired
 
     # -- requests -------------------------------------------------------------------------
     async def submit(self, req: Request, tenant_id: str = "") -> str:
-        worker_id = self.core.choose_worker(req.owner_id)
-        self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch, tenant_id=tenant_id),
-                                request=req.to_dict())
-        self.core.admit(req, worker_id, tenant_id=tenant_id)   # counts for placement at once
-        await self.workers[worker_id].admit.remote(req)   # ordered before any phase that plans it
-        self._arrived(worker_id)
+        """A one-shot request outside any tenant's books (benchmarks, `wait`/`poll`)."""
+        await self.sessions.admit(tenant_id, req)
         return req.owner_id
 
     def _arrived(self, worker_id: str) -> None:
@@ -186,12 +182,8 @@ class SchedulerActor(ServiceAPI):
                 done.set_exception(KeyError(f"worker {worker_id} is gone"))
 
     def _fail_owners(self, worker_id: str, message: str) -> None:
-        for owner_id in self.core.owners_on(worker_id):
-            rec = self.core.owners[owner_id]
-            if not rec.finished:
-                rec.error = message
-                self.core.ledger.rollback(owner_id)
-                self.sessions.on_tokens(owner_id, 0, time.time())
+        for owner_id in self.core.fail_running(worker_id, message):
+            self.sessions.on_tokens(owner_id, 0, time.time())
         self._notify()
 
     async def _one_phase(self, worker_id: str) -> bool:
@@ -209,7 +201,7 @@ class SchedulerActor(ServiceAPI):
             return False
         t0 = time.perf_counter()
         try:
-            result = await self.workers[worker_id].run_phase.remote(plan)
+            result = await self.workers[worker_id].run_phase(plan)
         except RayActorError:
             await self._recover_worker(worker_id)
             return True
@@ -224,15 +216,12 @@ class SchedulerActor(ServiceAPI):
     def _phase_failed(self, plan, exc: Exception) -> None:
         """A refused plan (a newer epoch exists) makes this scheduler stale; any other failure
         fails the phase's owners with the worker's error, and nothing of theirs is committed."""
-        if "StaleEpochRefused" in str(exc):
+        failure = phase_failure(exc)
+        if failure.stale:
             self.stale = True
         else:
-            cause = str(exc).strip().splitlines()[-1]
-            for owner_id in _plan_owners(plan) & set(self.core.owners):
-                self.core.owners[owner_id].error = f"worker error: {cause}"
-        for group in plan.writes:
-            for owner_id in set(group.owner_ids) & set(self.core.owners):
-                self.core.ledger.rollback(owner_id)
+            self.core.fail(_plan_owners(plan), f"worker error: {failure.message}")
+        self.core.abort_writes(plan)
         self._notify()
 
     async def _settle(self, worker_id, plan, result) -> None:
@@ -241,8 +230,7 @@ class SchedulerActor(ServiceAPI):
             verdicts = await self.keeper.commit(receipts)
         except DirectoryUnavailableError as exc:   # Redis stayed away: fail these owners, commit nothing
             verdicts = [exc] * len(receipts)
-            for owner_id, _ in receipts:
-                self.core.owners[owner_id].error = str(exc)
+            self.core.fail([o for o, _ in receipts], str(exc))
         if any(isinstance(v, StaleEpochError) for v in verdicts):
             self.stale = True
         accepted = {o: isinstance(v, int) for (o, _), v in zip(receipts, verdicts)}
@@ -301,10 +289,10 @@ class SchedulerActor(ServiceAPI):
         """Replay the lost worker's owners elsewhere from their token logs. The admits are sent
         before this coroutine yields, so Ray runs them before any phase that plans those owners.
         With no live worker left, running turns fail (retry) and the rest wait for a new worker."""
-        if not any(r.alive and not r.draining for w, r in self.core.workers.items() if w != worker_id):
+        if not self.core.can_replay(worker_id):
             if worker_id in self.stranded:
                 return                       # told already: its owners wait
-            self.core.workers[worker_id].alive = False
+            self.core.worker_dead(worker_id)
             self._fail_owners(worker_id, "the worker was lost and no live worker is left to replay on "
                                          "(a new one is starting): retry shortly")
             self.stranded.add(worker_id)
@@ -314,8 +302,8 @@ class SchedulerActor(ServiceAPI):
         self.stranded.discard(worker_id)
         moved = self.core.worker_lost(worker_id)
         self.event("worker %s lost: replaying its %d owners from their token logs", worker_id, len(moved))
-        self.sessions.replaying(moved)
-        refs = [self.workers[self.core.owners[o].worker_id].admit.remote(
+        self.sessions.book.replaying(moved)
+        refs = [self.workers[self.core.owners[o].worker_id].admit(
             self.core.owners[o].request, self.core.owners[o].tokens, self.core.owners[o].progress) for o in moved]
         for owner_id, ref in zip(moved, refs):
             dst = self.core.owners[owner_id].worker_id

@@ -20,10 +20,10 @@ HELP = {"rwttt_tokens_total": "generated tokens", "rwttt_commits_total": "WRITE 
 
 async def render_metrics(scheduler) -> str:
     wstats = {}
-    for name, handle in scheduler.workers.items():
+    for name, worker in scheduler.workers.items():
         if scheduler.core.workers[name].alive:
             try:
-                wstats[name] = await handle.stats.remote()
+                wstats[name] = await worker.stats()
             except Exception:       # lost since (its loop has not seen it yet): no spill counts
                 pass
     gauges = {f'rwttt_owners{{worker="{w}"}}': len(scheduler.core.owners_on(w)) for w in scheduler.workers}

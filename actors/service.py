@@ -21,6 +21,7 @@ import time
 import ray
 
 from actors.cluster import RwtttCluster
+from actors.worker_client import WorkerClient
 from rwttt_ray.core.events import EventLog
 from rwttt_ray.config import RwtttConfig
 
@@ -73,7 +74,8 @@ class ServiceManager:
                 actors = {"scheduler": self.cluster.scheduler} if self.cluster.autoscaler is not None else \
                     {"scheduler": self.cluster.scheduler, **self.cluster.workers}
                 for name, handle in actors.items():
-                    pings.setdefault(name, handle.ping.remote())
+                    pings.setdefault(name, self.cluster.scheduler.ping.remote() if name == "scheduler"
+                                     else WorkerClient(name=name, handle=handle).ping())
                 for name, ref in list(pings.items()):
                     state = _ping_state(ref)
                     if state != "out" or name not in actors:

@@ -15,7 +15,9 @@ import secrets
 import time
 from dataclasses import replace
 
-from actors.directory import DirectoryEntry, RedisDirectory
+from actors.directory import DirectoryEntry
+from actors.state_directory import StateDirectory
+from actors.worker_client import WorkerClient
 from actors.news import TokenNews
 from rwttt_ray.core.request import Request
 from rwttt_ray.core.scheduler import SchedulerCore
@@ -32,15 +34,13 @@ def new_owner_id(prefix: str) -> str:
 
 
 class SessionService(TokenNews):
-    def __init__(self, core: SchedulerCore, directory: RedisDirectory, workers: dict, epoch_fn, wake_fn,
+    def __init__(self, core: SchedulerCore, directory: StateDirectory, workers: dict[str, WorkerClient], epoch_fn, wake_fn,
                  max_len: int = 1 << 30, session_ttl_s: float = 3600.0) -> None:
-        super().__init__()
+        super().__init__(SessionBook(session_ttl_s))
         self.core, self.directory, self.workers = core, directory, workers
         self.epoch, self.wake, self.max_len = epoch_fn, wake_fn, max_len
         self.tenants = TenantBook()
-        self.book = SessionBook(session_ttl_s)
         self.draining = False                     # set by a graceful shutdown: no new turns
-        self.rekeep: set[str] = set()             # idle sessions replayed after a worker loss
         self.between = None                       # (worker, job) -> job's result, run between its phases
         self.between_hook = None                  # (worker, owner): settle the owner's last WRITE first
 
@@ -58,7 +58,7 @@ class SessionService(TokenNews):
         return owner_id
 
     def _idle(self, owner_id: str) -> None:
-        if owner_id in self.core.owners and owner_id not in self.closed:
+        if self.book.is_busy(owner_id, owner_id in self.core.owners):
             raise BusyError(f"session {owner_id} is generating; one request at a time per session")
 
     async def complete(self, tenant: str, owner_id: str | None, prompt: list[int], max_new_tokens: int | None,
@@ -89,40 +89,38 @@ class SessionService(TokenNews):
             self.tenants.admit(tenant, owner_id, session=False)
         else:
             self.tenants.admit(tenant, owner_id, session=True)
-        req = Request(owner_id, tuple(stream), max_new_tokens or room, keep_at_end=owner_id in self.book, **fields)
+        req = Request(owner_id, tuple(stream), max_new_tokens or room, keep_at_end=self.book.is_session(owner_id),
+                      **fields)
         if rec is None:
-            await self._admit_new(tenant, req)
+            await self.admit(tenant, req)
         else:
             self._extend(rec, req)
         self.tenants.started(owner_id)
-        self.closed.discard(owner_id)
-        self.rekeep.discard(owner_id)             # this turn's end is what gets kept now
-        self.started[owner_id] = time.time()
+        self.book.start_turn(owner_id, tenant, time.time(), None if lease_s is None else time.monotonic() + lease_s)
         logger.info("request %s: tenant %s, owner %s on %s, %d stream tokens, up to %d new", req.request_id or "-",
                     tenant, owner_id, self.core.owners[owner_id].worker_id, len(stream), req.max_new_tokens)
-        if lease_s is not None:
-            self.leases[owner_id] = time.monotonic() + lease_s
         return {"owner_id": owner_id, "context": stream[-8:], "max_new_tokens": req.max_new_tokens}
 
-    async def _admit_new(self, tenant: str, req: Request) -> None:
+    async def admit(self, tenant: str, req: Request) -> str:
+        """A new owner: placed, registered in the directory, known to the core (it counts for
+        placement at once), then admitted on its worker; undone if the worker refuses it."""
         worker_id = self.core.choose_worker(req.owner_id)
         self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch(),
                                                tenant_id=tenant), request=req.to_dict())
         self.core.admit(req, worker_id, tenant_id=tenant)
         try:
-            await self.workers[worker_id].admit.remote(req)
+            await self.workers[worker_id].admit(req)
         except Exception:
             self.core.forget(req.owner_id)
             self.directory.remove(req.owner_id, self.epoch())
             raise
         self.wake(worker_id)
+        return worker_id
 
     def _extend(self, rec, req: Request) -> None:
         self.directory.start_turn(req.owner_id, self.epoch(), req.to_dict())
-        self.workers[rec.worker_id].extend.remote(req)     # sent before any phase that plans it
-        rec.request, rec.tokens, rec.token_times, rec.logprobs, rec.error, rec.stop_reason = req, [], [], [], None, None
-        rec.progress = replace(rec.progress, num_prompt=len(req.prompt), stream_len=len(req.prompt),
-                               max_new_tokens=req.max_new_tokens, done=False)
+        self.workers[rec.worker_id].extend(req)     # sent before any phase that plans it
+        self.core.start_turn(req)
         self.wake(rec.worker_id)
 
     # -- the end of a turn --------------------------------------------------------------------------
@@ -133,62 +131,41 @@ class SessionService(TokenNews):
         self.tenants.count_tokens(owner_id, n)
         self.observe(rec, owner_id, n, now)
         if not rec.finished and self.tenants.over_budget(owner_id):
-            rec.error = OUT_OF_BUDGET            # not planned again; the reply ends "length"
-        if rec.finished and owner_id not in self.closed and (owner_id not in self.book or rec.error is not None):
+            self.core.finish_requests([owner_id], OUT_OF_BUDGET)   # not planned again; the reply ends "length"
+        if self.book.closes_on_tokens(owner_id, rec.finished, rec.error is not None):
             self._close(owner_id)        # a session's good turn closes when its end state is kept
 
     def restore(self, owner_id: str, tenant: str, kept: list[int]) -> None:
         """After a scheduler restart: the rebuilt owner's tenant, its session (with the versions
         its worker still keeps) and its turn, running or over (an unread one-shot end is kept)."""
         rec = self.core.owners[owner_id]
-        session = rec.request.keep_at_end
-        self.tenants.restore(tenant, owner_id, session)
-        if session:
-            self.book.open(owner_id, tenant, time.time(), kept=kept)
+        self.tenants.restore(tenant, owner_id, rec.request.keep_at_end)
+        self.book.restore(owner_id, tenant, session=rec.request.keep_at_end, kept=kept, running=not rec.finished,
+                          now=time.time())
         if rec.finished:
             self._close(owner_id)
         else:
             self.tenants.started(owner_id)
-            self.started[owner_id] = time.time()
-
-    def replaying(self, owners: list[str]) -> None:
-        """These owners' worker died: its kept states went with it. An idle session is replayed to
-        its current state, which the new worker keeps again (the only rollback point left)."""
-        for owner_id in owners:
-            if (session := self.book.get(owner_id)) is not None:
-                session.kept = []
-                if owner_id in self.closed:
-                    self.rekeep.add(owner_id)
 
     def on_kept(self, owner_id: str, version: int | None) -> None:
         """The worker kept the session's end-of-turn state at `version` (None: keeping failed)."""
-        rec, session = self.core.owners.get(owner_id), self.book.get(owner_id)
-        if owner_id in self.rekeep and owner_id in self.closed and session is not None:
-            self.rekeep.discard(owner_id)        # the replayed idle state, kept again
-            if version is not None:
-                session.keep(version)
-            return
-        if rec is None or session is None or owner_id in self.closed:
-            return                        # a cut turn's state is not a rollback point
-        if version is not None:
-            session.keep(version)
-        self._close(owner_id)
+        if self.book.on_kept(owner_id, version, held=owner_id in self.core.owners):
+            self._close(owner_id)
 
     def _close(self, owner_id: str) -> None:
-        self.closed.add(owner_id)
+        record = self.book.close(owner_id, time.time())
         self.tenants.stopped(owner_id)
-        self.book.touch(owner_id, time.time())
-        if owner_id not in self.book:
-            self.done[owner_id] = self.result(owner_id)
+        if not record.session:
+            record.result = self.result(owner_id)
 
     # -- session operations -----------------------------------------------------------------------
     def info(self, tenant: str, owner_id: str, include_tokens: bool = False) -> dict:
         self.tenants.check_owner(tenant, owner_id)
-        rec, session = self.core.owners.get(owner_id), self.book.get(owner_id)
+        rec, session = self.core.owners.get(owner_id), self.book.session(owner_id)
         entry = self.directory.get(owner_id) if rec else None
         out = {"id": owner_id, "object": "session", "version": self.core.ledger.committed(owner_id) if rec else 0,
-               "tokens_seen": rec.progress.pos if rec else 0, "generating": owner_id in self.core.owners and
-               owner_id not in self.closed, "worker": rec.worker_id if rec else None,
+               "tokens_seen": rec.progress.pos if rec else 0,
+               "generating": self.book.is_busy(owner_id, rec is not None), "worker": rec.worker_id if rec else None,
                "tier": entry.tier.value if entry else None, "kept_versions": list(session.kept) if session else [],
                "created": int(session.created) if session else 0, "ttl_s": session.ttl_s if session else None,
                "expires_at": int(session.expires_at()) if session else None}
@@ -203,26 +180,23 @@ class SessionService(TokenNews):
         self.tenants.check_owner(tenant, owner_id)
         self._idle(owner_id)
         rec = self.core.owners.get(owner_id)
-        child = self.open(tenant, self.book.get(owner_id).ttl_s)
+        child = self.open(tenant, self.book.session(owner_id).ttl_s)
         if rec is None:
             return child
         version = self.core.ledger.committed(owner_id)
         req = replace(rec.request, owner_id=child)
         self.directory.register(DirectoryEntry(owner_id=child, worker_id=rec.worker_id, epoch=self.epoch(),
                                                tenant_id=tenant, version=version), request=req.to_dict())
-        await self.workers[rec.worker_id].fork.remote(owner_id, req)
-        new = self.core.admit(req, rec.worker_id, version=version, tokens=list(rec.tokens), progress=rec.progress,
-                              tenant_id=tenant)
-        new.resident, new.stop_reason = True, rec.stop_reason
-        await self.workers[rec.worker_id].keep.remote(child, version)
-        self.book.get(child).keep(version)
-        self.closed.add(child)
+        await self.workers[rec.worker_id].fork(owner_id, req)
+        self.core.fork(owner_id, req, tenant_id=tenant)
+        await self.workers[rec.worker_id].keep(child, version)
+        self.book.idle_at(child, version)
         return child
 
     async def rollback(self, tenant: str, owner_id: str, version: int) -> dict:
         self.tenants.check_owner(tenant, owner_id)
         self._idle(owner_id)
-        session = self.book.get(owner_id)
+        session = self.book.session(owner_id)
         if session is None or version not in session.kept:
             raise NotFoundError(f"session {owner_id} kept no state at version {version} "
                                 f"(kept: {session.kept if session else []})")
@@ -232,10 +206,9 @@ class SessionService(TokenNews):
 
     async def _restore(self, owner_id: str, version: int) -> None:
         rec = self.core.owners[owner_id]
-        req, generated, progress = await self.workers[rec.worker_id].restore_kept.remote(owner_id, version)
+        req, generated, progress = await self.workers[rec.worker_id].restore_kept(owner_id, version)
         self.directory.start_turn(owner_id, self.epoch(), req.to_dict(), version=version)
-        self.core.ledger.reset(owner_id, version)
-        rec.request, rec.tokens, rec.progress, rec.resident = req, list(generated), progress, True
+        self.core.reset_to(owner_id, version, req, generated, progress)
 
     async def delete(self, tenant: str, owner_id: str) -> None:
         self.tenants.check_owner(tenant, owner_id)
@@ -245,23 +218,17 @@ class SessionService(TokenNews):
     async def expire(self, now: float | None = None) -> list[str]:
         """Release every session idle past its ttl, cancel every turn whose lease ran out;
         returns the owners released or cancelled."""
-        busy = {o for o in self.core.owners if o not in self.closed}
-        gone = self.book.expired(time.time() if now is None else now, busy)
+        gone = self.book.expired(time.time() if now is None else now, self.core.owners)
         for owner_id in gone:
             await self.release(owner_id)
-        clock = time.monotonic()
-        lapsed = [o for o, until in self.leases.items() if until < clock]
+        lapsed = self.book.lapsed(time.monotonic())
         for owner_id in lapsed:
-            del self.leases[owner_id]
             await self.cancel(self.tenants.owner_tenant.get(owner_id, ""), owner_id)
         return gone + lapsed
 
     def renew(self, owner_ids: list[str], lease_s: float) -> None:
         """The reader of these turns is alive: their leases run `lease_s` more seconds."""
-        until = time.monotonic() + lease_s
-        for owner_id in owner_ids:
-            if owner_id in self.leases:
-                self.leases[owner_id] = until
+        self.book.renew(owner_ids, time.monotonic() + lease_s)
 
     async def cancel(self, tenant: str, owner_id: str) -> None:
         """The client went away mid-stream (or its stop came): a one-shot owner is released; a
@@ -269,12 +236,9 @@ class SessionService(TokenNews):
         owner that is finished, released or not the tenant's is a no-op."""
         if self.tenants.owner_tenant.get(owner_id) != tenant or owner_id not in self.core.owners:
             return
-        rec = self.core.owners[owner_id]
-        if owner_id not in self.book:
-            self.done.pop(owner_id, None)
+        if not self.book.is_session(owner_id):
             await self.release(owner_id)
-        elif owner_id not in self.closed:
-            rec.error = rec.error or CANCELLED
+        elif not self.book.is_closed(owner_id):
             await self.cut_turn(owner_id)
 
     async def cut_turn(self, owner_id: str) -> None:
@@ -282,11 +246,11 @@ class SessionService(TokenNews):
         its worker's phases the session goes back to its last kept state (before any, to empty),
         so the next turn, a fork or a rollback starts from what the client last saw complete.
         Until then the session is busy (409)."""
-        rec, session = self.core.owners.get(owner_id), self.book.get(owner_id)
+        rec, session = self.core.owners.get(owner_id), self.book.session(owner_id)
         if rec is None or session is None:
             return
-        rec.error = rec.error or CANCELLED            # not planned again
-        kept = session.kept[-1] if session.kept else None
+        self.core.finish_requests([owner_id], CANCELLED)      # not planned again
+        kept = session.cut_point()
 
         async def job() -> None:
             await self.between_hook(rec.worker_id, owner_id)
@@ -300,23 +264,20 @@ class SessionService(TokenNews):
             if owner_id in self.core.owners:
                 self._close(owner_id)
             else:
-                self.closed.discard(owner_id)
                 self.tenants.stopped(owner_id)
 
     async def _drop_state(self, owner_id: str) -> None:
-        rec = self.core.owners.pop(owner_id, None)
+        rec = self.core.release(owner_id)
         if rec is not None:
-            self.core.ledger.remove(owner_id)
-            self.core.workers[rec.worker_id].planner.withdraw(owner_id)
-            await self.workers[rec.worker_id].release.remote(owner_id)
+            await self.workers[rec.worker_id].release(owner_id)
             self.directory.remove(owner_id, self.epoch())
 
     def stop_all(self, reason: str) -> list[str]:
         """End every running turn now with `reason` (its streams end with that error); a session
         keeps its last committed state, which is not kept as a rollback point."""
-        stopped = [o for o in self.core.owners if o not in self.closed]
+        stopped = self.book.busy(self.core.owners)
+        self.core.fail(stopped, reason)
         for owner_id in stopped:
-            self.core.owners[owner_id].error = reason
             self._close(owner_id)
         self.pulse()
         return stopped

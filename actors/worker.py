@@ -16,6 +16,7 @@ import ray
 import torch
 
 from actors.directory import RedisDirectory
+from actors.worker_client import Admission, AdoptedState, Handover, HeldOwner, WorkerInfo
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.phase import PhasePlan, PhaseResult
 from rwttt_ray.core.progress import OwnerProgress
@@ -46,10 +47,10 @@ class WorkerActor:
                 pass
             self._stop.wait(HEARTBEAT_S)
 
-    def info(self) -> dict:
-        return {"worker_id": self.worker_id, "shape_prefix": self.core.shape_prefix,
-                "capacity": self.core.max_states, "pid": os.getpid(), "threads": torch.get_num_threads(),
-                "max_seq_len": self.core.runner.max_seq_len}
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(worker_id=self.worker_id, shape_prefix=self.core.shape_prefix,
+                          capacity=self.core.max_states, pid=os.getpid(), threads=torch.get_num_threads(),
+                          max_seq_len=self.core.runner.max_seq_len)
 
     def admit(self, req: Request, tokens: list[int] | None = None, target: OwnerProgress | None = None) -> None:
         self.core.admit(req, tokens, target)
@@ -81,51 +82,51 @@ class WorkerActor:
         """Move the owner's committed state to the shared store (payload, then directory entry)."""
         return self.directory.spill(owner_id, epoch, version, self.core.export_owner(owner_id))
 
-    def adopt_from_store(self, payload_key: str) -> dict:
+    def adopt_from_store(self, payload_key: str) -> AdoptedState:
         """Take over a state a previous service spilled (read here, not through the scheduler)."""
         blob = self.directory.get_payload(payload_key)
         if blob is None:
             raise KeyError(f"spilled state {payload_key!r} is missing from the store")
         owner_id = self.core.import_owner(blob)
         header = state_io.read_header(blob)
-        return {"request": header["request"], "tokens": list(header["generated"]),
-                "progress": self.core.progress_of(owner_id)}
+        return AdoptedState(request=header["request"], tokens=list(header["generated"]),
+                            progress=self.core.progress_of(owner_id))
 
     def import_owner(self, blob: bytes) -> str:
         return self.core.import_owner(blob)
 
-    def handover(self, owner_id: str) -> dict:
+    def handover(self, owner_id: str) -> Handover:
         """Everything of the owner, for another worker's `accept` (it leaves this one): its
         committed state, or, if it never got a slot here, what admitted it; plus kept versions."""
         kept = {v: blob for (o, v), blob in self.core.kept.items() if o == owner_id}
         self.core.drop_kept(owner_id)
         if owner_id in self.core.waiting:
-            return {"admit": self.core.waiting.pop(owner_id), "kept": kept}
-        return {"state": self.core.export_owner(owner_id), "kept": kept}
+            req, generated, target = self.core.waiting.pop(owner_id)
+            return Handover(kept=kept, admission=Admission(request=req, tokens=generated, progress=target))
+        return Handover(kept=kept, state=self.core.export_owner(owner_id))
 
-    def accept(self, handover: dict) -> bool:
+    def accept(self, handover: Handover) -> bool:
         """Take over an owner from `handover`; True when it came as state (else re-admitted)."""
-        if "admit" in handover:
-            req, generated, target = handover["admit"]
-            self.core.admit(req, generated, target)
-            owner_id = req.owner_id
+        if (adm := handover.admission) is not None:
+            self.core.admit(adm.request, adm.tokens, adm.progress)
+            owner_id = adm.request.owner_id
         else:
-            owner_id = self.core.import_owner(handover["state"])
-        for version, blob in handover["kept"].items():
+            owner_id = self.core.import_owner(handover.state)
+        for version, blob in handover.kept.items():
             self.core.kept[(owner_id, version)] = blob
-        return "state" in handover
+        return handover.state is not None
 
     def release(self, owner_id: str) -> None:
         self.core.release(owner_id)
 
-    def owners(self) -> dict[str, dict]:
+    def owners(self) -> dict[str, HeldOwner]:
         """Each owner's progress, generated tokens and whether a dirty candidate is pending."""
         out = {}
         for o in list(self.core.runner.owners) + list(self.core.host) + list(self.core.waiting):
             gen = self.core.runner.owners[o].generated if o in self.core.runner.owners else None
-            out[o] = {"progress": self.core.progress_of(o), "tokens": gen,
-                      "candidate": self.core.runner.pool.has_candidate(o),
-                      "kept": sorted(v for owner, v in self.core.kept if owner == o)}
+            out[o] = HeldOwner(progress=self.core.progress_of(o), tokens=gen,
+                               candidate=self.core.runner.pool.has_candidate(o),
+                               kept=sorted(v for owner, v in self.core.kept if owner == o))
         return out
 
     def deltas(self, owner_id: str) -> list | None:

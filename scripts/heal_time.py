@@ -41,7 +41,7 @@ def main() -> None:
     for what in ("scheduler", "worker", "scheduler"):
         stats = ray.get(ray.get(manager.scheduler.remote()).stats.remote())
         pid = stats["pid"] if what == "scheduler" else \
-            ray.get(ray.get_actor(stats["workers"][0]).info.remote())["pid"]
+            ray.get(ray.get_actor(stats["workers"][0]).info.remote()).pid
         t0 = time.time()
         os.kill(pid, signal.SIGKILL)
         print(f"{what} SIGKILL -> a new completion served after {until_served(base, t0):.1f} s", flush=True)

@@ -147,7 +147,7 @@ def test_a_worker_killed_mid_stream(chaos, http_reference):
     sids = [httpx.post(f"{base}/v1/sessions", headers=A, timeout=30).json()["id"] for _ in range(3)]
     kept = {sid: session_turns(base, sid, 2) for sid in sids}       # idle sessions on both workers
     name = stats()["workers"][0]
-    pid = ray.get(ray.get_actor(name).info.remote())["pid"]
+    pid = ray.get(ray.get_actor(name).info.remote()).pid
     completed, errors = storm(base, http_reference, lambda: kill_pid(pid), "worker")
     assert completed == STREAMS, errors          # replayed from token logs: a pause, not an error
     answers_again(base)
