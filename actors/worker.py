@@ -16,6 +16,7 @@ import ray
 import torch
 
 from actors.directory import RedisDirectory
+from actors.state_directory import StateDirectory
 from actors.worker_client import Admission, AdoptedState, Handover, HeldOwner, WorkerInfo
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.phase import PhasePlan, PhaseResult
@@ -35,7 +36,7 @@ class WorkerActor:
         torch.set_num_threads(threads or max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.worker_id = worker_id
         self.core = WorkerCore(config.load_model(), worker_id, config.max_states_per_worker, record_logits)
-        self.directory = RedisDirectory(redis_url, namespace)
+        self.directory: StateDirectory = RedisDirectory(redis_url, namespace)
         self._stop = threading.Event()
         threading.Thread(target=self._heartbeat, daemon=True).start()
 
