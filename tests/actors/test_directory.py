@@ -40,7 +40,7 @@ def test_both_implement_the_protocol_with_its_signatures():
         for name in members:
             want = inspect.signature(getattr(StateDirectory, name))
             assert inspect.signature(getattr(impl, name)) == want, (impl.__name__, name)
-        assert isinstance(getattr(impl, "where"), property)
+        assert isinstance(impl.where, property)
     assert isinstance(InMemoryDirectory(), StateDirectory)
 
 
