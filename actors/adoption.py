@@ -44,8 +44,8 @@ async def _adopt(scheduler, entry: DirectoryEntry) -> None:
     scheduler.directory.move(owner_id, scheduler.epoch, worker_id, -1, Tier.HOST, expected_version=entry.version)
     sessions = scheduler.sessions
     sessions.tenants.admit(entry.tenant_id, owner_id, session=True)
-    sessions.book.open(owner_id, entry.tenant_id, time.time(), kept=[entry.version])
-    sessions.closed.add(owner_id)
+    sessions.book.open(owner_id, entry.tenant_id, time.time())
+    sessions.book.idle_at(owner_id, entry.version)
     await scheduler.workers[worker_id].keep(owner_id, entry.version)
 
 
@@ -68,5 +68,5 @@ async def rebuild_after_restart(scheduler) -> None:
             await scheduler.workers[name].reconcile([entry.owner_id] if publish else [],
                                                     [] if publish else [entry.owner_id])
             if publish:
-                scheduler.core.owners[entry.owner_id].progress = progress.after_write()
+                scheduler.core.adopt_write(entry.owner_id)
         scheduler.sessions.restore(entry.owner_id, entry.tenant_id, info.kept if info else [])

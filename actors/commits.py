@@ -54,14 +54,14 @@ class DirectoryKeeper:
     def refusals(self, receipts, verdicts) -> None:
         """An owner whose commit is refused REFUSALS times in a row (a real conflict, not a lost
         entry) ends with the refusal, instead of re-running its WRITE for ever."""
-        owners = self.s.core.owners
+        core = self.s.core
         for (owner_id, _), verdict in zip(receipts, verdicts):
             if isinstance(verdict, (int, StaleEpochError, DirectoryUnavailableError)):
                 self.refused.pop(owner_id, None)
                 continue
             self.refused[owner_id] = n = self.refused.get(owner_id, 0) + 1
-            if n >= REFUSALS and owner_id in owners:
-                owners[owner_id].error = f"the directory refused {n} commits in a row: {verdict}"
+            if n >= REFUSALS:
+                core.fail([owner_id], f"the directory refused {n} commits in a row: {verdict}")
 
     def resync(self, owner_ids) -> None:
         """Re-register owners from the scheduler's state (entry, request, whole token log)."""

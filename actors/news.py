@@ -12,31 +12,30 @@ import asyncio
 import time
 
 from rwttt_ray.core.metrics import LATENCY_BUCKETS_S, Histogram
+from rwttt_ray.core.session import SessionBook
 from rwttt_ray.core.tenancy import BENIGN_ENDS, TenancyError
 
 
 class TokenNews:
-    def __init__(self) -> None:
-        self.done: dict[str, dict] = {}           # finished one-shot results not yet fully read
-        self.leases: dict[str, float] = {}        # owner -> when its reader's lease ends (monotonic)
-        self.closed: set[str] = set()             # owners whose current turn is over
-        self.started: dict[str, float] = {}
+    def __init__(self, book: SessionBook) -> None:
+        self.book = book                          # per owner: turn over?, started, lease, unread result
         self.ttft = Histogram(LATENCY_BUCKETS_S)
         self.token_latency = Histogram(LATENCY_BUCKETS_S)
         self._pulse: asyncio.Future = asyncio.get_running_loop().create_future()   # set at each change
 
     def observe(self, rec, owner_id: str, n: int, now: float) -> None:
-        if n and len(rec.tokens) == n and owner_id in self.started:
-            self.ttft.observe(now - self.started[owner_id])
+        started = s.started if (s := self.book.get(owner_id)) is not None else None
+        if n and len(rec.tokens) == n and started is not None:
+            self.ttft.observe(now - started)
         times = rec.token_times
         for a, b in zip(times[-n - 1:], times[-n:]):
             self.token_latency.observe(b - a)
 
     def result(self, owner_id: str) -> dict:
-        if owner_id in self.done:
-            return self.done[owner_id]
+        if (s := self.book.get(owner_id)) is not None and s.result is not None:
+            return s.result
         rec = self.core.owners[owner_id]
-        finished = owner_id in self.closed
+        finished = self.book.is_closed(owner_id)
         reason = None if not finished else "error" if rec.error and rec.error not in BENIGN_ENDS else \
             "stop" if rec.stop_reason is not None else "length"
         return {"tokens": list(rec.tokens), "logprobs": list(rec.logprobs), "finished": finished,
@@ -96,14 +95,11 @@ class TokenNews:
         """The news past `cursor`; a one-shot owner whose end is read is released."""
         res = dict(res, tokens=res["tokens"][cursor:], logprobs=res["logprobs"][cursor:])
         if res["finished"]:
-            self.leases.pop(owner_id, None)       # its reader has the end
-        if res["finished"] and owner_id in self.done:
-            self.done.pop(owner_id)
+            self.book.end_lease(owner_id)         # its reader has the end
+        if res["finished"] and (s := self.book.get(owner_id)) is not None and s.result is not None:
+            s.result = None
             await self.release(owner_id)
         return res
 
     def forget(self, owner_id: str) -> None:
-        self.leases.pop(owner_id, None)
-        self.started.pop(owner_id, None)
-        self.closed.discard(owner_id)
-        self.done.pop(owner_id, None)
+        self.book.remove(owner_id)

@@ -37,13 +37,13 @@ async def drain_service(sched, grace_s: float) -> dict:
     entry), so nothing committed is lost with the workers."""
     sched.sessions.draining = True
     deadline = time.monotonic() + 0.75 * grace_s
-    while any(o not in sched.sessions.closed for o in sched.core.owners) and time.monotonic() < deadline:
+    while sched.sessions.book.busy(sched.core.owners) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     stopped = sched.sessions.stop_all("the server is shutting down")
     for owner_id in stopped:           # a cut session turn goes back to its last kept state
-        if owner_id in sched.sessions.book:
+        if sched.sessions.book.is_session(owner_id):
             await sched.sessions.cut_turn(owner_id)
-    keys = [await spill_to_store(sched, o) for o in list(sched.sessions.book.records) if o in sched.core.owners]
+    keys = [await spill_to_store(sched, o) for o in sched.sessions.book.sessions() if o in sched.core.owners]
     return {"spilled": len(keys), "stopped": len(stopped), "payload_keys": keys}
 
 
@@ -54,16 +54,13 @@ async def spill_to_store(sched, owner_id: str) -> str:
         await publish_pending(sched, worker_id, owner_id)
         version = sched.core.ledger.committed(owner_id)
         key = await sched.workers[worker_id].spill_to_store(owner_id, version, sched.epoch)
-        sched.core.owners[owner_id].resident = False
+        sched.core.mark_spilled(owner_id)
         return key
     return await sched._between_phases(worker_id, job)
 
 
 async def publish_pending(sched, worker_id: str, owner_id: str) -> None:
     """Tell the worker the ledger's verdict on the owner's last WRITE before its state moves."""
-    w = sched.core.workers[worker_id]
-    publish, discard = [o for o in w.commits if o == owner_id], [o for o in w.rollbacks if o == owner_id]
-    w.commits = [o for o in w.commits if o != owner_id]
-    w.rollbacks = [o for o in w.rollbacks if o != owner_id]
+    publish, discard = sched.core.take_verdicts(worker_id, owner_id)
     if publish or discard:
         await sched.workers[worker_id].reconcile(publish, discard)

@@ -92,7 +92,7 @@ class WorkerScaler:
         core, moved = self.host.core, []
         if not core.workers[name].alive or core.workers[name].draining:
             raise ValueError(f"worker {name} is not serving (dead or already draining)")
-        core.workers[name].draining = True
+        core.set_draining(name)
         self.num_pending += 1
         try:
             for _ in range(DRAIN_ATTEMPTS):     # owners may arrive meanwhile (a fork on a draining parent)
@@ -102,7 +102,7 @@ class WorkerScaler:
                 done = await asyncio.gather(*(self._move(o, dst) for o, dst in targets.items()))
                 moved += [o for o, ok in zip(targets, done) if ok]
             else:
-                core.workers[name].draining = False     # could not empty it: keep serving there
+                core.set_draining(name, False)     # could not empty it: keep serving there
                 raise RuntimeError(f"worker {name} could not be drained")
             self._kill(name)
         finally:

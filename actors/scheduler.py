@@ -19,7 +19,7 @@ from actors.adoption import adopt_spilled, rebuild_after_restart
 from actors.operations import drain_service, migrate_owner, publish_pending
 from actors.scheduler_api import ServiceAPI
 from actors.commits import DirectoryKeeper
-from actors.directory import DirectoryEntry, DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier
+from actors.directory import DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier
 from actors.scaling import WorkerScaler
 from actors.state_directory import StateDirectory
 from actors.worker import WorkerLauncher
@@ -42,11 +42,11 @@ def _plan_owners(plan) -> set[str]:
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class SchedulerActor(ServiceAPI):
-    def __init__(self, config: RwtttConfig, chunk: int, ttt: bool, redis_url: str, namespace: str,
-                 worker_names: list[str], max_rounds: int = 64, quantum_steps: int | None = None,
-                 tenant_limits: dict | None = None, launcher: WorkerLauncher | None = None,
-                 autoscaler: AutoscalingPolicy | None = None, scale_interval_s: float = 0.5) -> None:
-        self.tenant_limits = tenant_limits or {}
+    def __init__(self, *, config: RwtttConfig, chunk: int, ttt: bool, redis_url: str, namespace: str,
+                 worker_names: list[str], launcher: WorkerLauncher | None = None,
+                 autoscaler: AutoscalingPolicy | None = None) -> None:
+        batching = config.batching
+        self.tenant_limits = dict(config.service.tenant_limits)
         self.counters = {"rwttt_tokens_total": 0, "rwttt_commits_total": 0, "rwttt_rejected_commits_total": 0,
                          "rwttt_groups_total": 0, "rwttt_phases_total": 0}
         self.group_sizes = Histogram(SIZE_BUCKETS)
@@ -54,24 +54,25 @@ class SchedulerActor(ServiceAPI):
         self.epoch = self.directory.acquire_epoch()
         weights = {t: float(lim.get("weight", 1.0)) for t, lim in self.tenant_limits.items()}
         self.core = SchedulerCore.from_policies(
-            chunk, ttt, max_group_size=config.max_group_size, wait_budget_steps=config.wait_budget_steps,
-            max_rounds=max_rounds, quantum_steps=quantum_steps, grouping_policy=config.grouping_policy,
-            placement_policy=config.placement_policy, eviction_policy=config.eviction_policy,
-            fairness_policy=config.fairness_policy, weights=weights, align_rounds=config.align_rounds)
-        self.scaler = WorkerScaler(self, autoscaler, launcher, scale_interval_s)
+            chunk, ttt, max_group_size=batching.max_group_size, wait_budget_steps=batching.wait_budget_steps,
+            max_rounds=batching.rounds_per_call, quantum_steps=batching.quantum_steps,
+            grouping_policy=batching.grouping_policy, placement_policy=config.cluster.placement_policy,
+            eviction_policy=batching.eviction_policy, fairness_policy=batching.fairness_policy, weights=weights,
+            align_rounds=batching.align_rounds)
+        self.scaler = WorkerScaler(self, autoscaler, launcher, config.cluster.scale_interval_s)
         self.worker_names = list(worker_names)
         self.workers: dict[str, WorkerClient] = {}
         self.stale = False
         self.calls, self.call_s, self.compute_s = 0, 0.0, 0.0
         self._wake: dict[str, asyncio.Event] = {}
         self._arrivals: dict[str, float] = {}     # worker -> when its last new turn arrived
-        self.admit_window_s = config.admit_window_ms / 1e3
+        self.admit_window_s = batching.admit_window_ms / 1e3
         self._changed: asyncio.Event | None = None
         self.sessions: SessionService | None = None   # made in start(), on the actor's loop
         self._tasks: list[asyncio.Task] = []
         self._jobs: dict[str, list] = {}          # worker -> [(job, future)] run between its phases
         self._max_len: dict[str, int] = {}        # worker -> context limit
-        self.session_ttl_s = config.session_ttl_s
+        self.session_ttl_s = config.service.session_ttl_s
         self.keeper = DirectoryKeeper(self)
         self.stranded: set[str] = set()           # dead workers whose owners wait for a live one
         self._bursts: dict[str, float] = {}       # worker -> when its last spill burst was told
@@ -91,7 +92,7 @@ class SchedulerActor(ServiceAPI):
         if recover:
             await rebuild_after_restart(self)
             self.event("scheduler restarted (epoch %d): rebuilt %d owners (%d sessions) from Redis and the workers",
-                       self.epoch, len(self.core.owners), len(self.sessions.book.records))
+                       self.epoch, len(self.core.owners), len(self.sessions.book.sessions()))
         else:
             self.adopted = await adopt_spilled(self)
             if any(self.adopted.values()):

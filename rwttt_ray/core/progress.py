@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from rwttt_ray.core.types import Effect
+from rwttt_ray.core.types import Effect, StepKind, shape_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,14 @@ class OwnerProgress:
     writes: int = 0            # committed WRITEs
     done: bool = False         # generation complete (stop token or max_new_tokens)
     ttt: bool = True           # False: static weights, never WRITE
+
+    @classmethod
+    def fresh(cls, chunk: int, prompt_len: int, generated: int, max_new_tokens: int, *, ttt: bool = True,
+              pos: int = 0, writes: int = 0, done: bool = False) -> "OwnerProgress":
+        """An owner's progress from its request: `prompt_len` prompt tokens, `generated` tokens
+        already generated (a replay or an adopted state), none of them fed unless `pos` says so."""
+        return cls(chunk, prompt_len, prompt_len + generated, max_new_tokens, pos=pos, writes=writes, done=done,
+                   ttt=ttt)
 
     @property
     def num_generated(self) -> int:
@@ -55,10 +63,18 @@ class OwnerProgress:
         """Tokens the next READ feeds: all unfed ones, up to the next chunk boundary."""
         return min(self.unfed, self.chunk - self.fill)
 
-    def phase_name(self) -> str:
+    def step_kind(self) -> StepKind:
         if self.write_pending:
-            return "write"
-        return "decode" if self.piece() == 1 else f"prefill{self.piece()}"
+            return StepKind.WRITE
+        return StepKind.DECODE if self.piece() == 1 else StepKind.PREFILL
+
+    def shape_class(self, prefix: str) -> str:
+        """The shape class of the next step on a worker whose shapes are `prefix`."""
+        return shape_class(prefix, self.step_kind(), self.piece())
+
+    def next_turn(self, prompt_len: int, max_new_tokens: int) -> "OwnerProgress":
+        """A session's next turn: the stream is the new prompt (all it held, and the new text)."""
+        return replace(self, num_prompt=prompt_len, stream_len=prompt_len, max_new_tokens=max_new_tokens, done=False)
 
     def after_read(self, stopped: bool = False) -> "OwnerProgress":
         """The progress after the next READ; `stopped`: the emitted token was a stop token."""

@@ -10,56 +10,25 @@ get slots in the fairness order, and `settle` charges each tenant the tokens it 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Mapping
 
 from policies.autoscaling import ScaleObservation, WorkerUsage
 from policies.eviction import LRUResidency, Residency, ResidencyPolicy, make_residency
-from policies.fairness import FairnessPolicy, make_fairness
+from policies.fairness import make_fairness
 from policies.grouping import make_grouping
 from policies.placement import LeastLoaded, PlacementPolicy, WorkerLoad, make_placement
 from rwttt_ray.core.ledger import VersionLedger
 from rwttt_ray.core.phase import PhasePlan, PhaseResult, plan_phase
+from rwttt_ray.core.owners import OwnerRecord, OwnerState, WorkerRecord
 from rwttt_ray.core.planner import BatchPlanner
 from rwttt_ray.core.progress import OwnerProgress
-from rwttt_ray.core.request import Request
 from rwttt_ray.core.types import Backend, Effect, TransitionTag
 
-
-@dataclass
-class OwnerRecord:
-    request: Request
-    progress: OwnerProgress
-    worker_id: str
-    tokens: list[int] = field(default_factory=list)   # generated so far (the token log)
-    token_times: list[float] = field(default_factory=list)   # wall clock when each token was settled
-    logprobs: list = field(default_factory=list)      # per token, when the request asks for them
-    stop_reason: int | str | None = None              # the stop id or string that ended the turn
-    resident: bool = True
-    last_run_step: int = 0
-    resident_since: int = 0
-    pinned: bool = False
-    error: str | None = None
-    tenant_id: str = ""                                # who pays (fairness, tenant_lru)
-
-    @property
-    def finished(self) -> bool:
-        return self.progress.finished or self.error is not None
+__all__ = ["OwnerRecord", "SchedulerCore", "WorkerRecord"]
 
 
-@dataclass
-class WorkerRecord:
-    shape_prefix: str
-    capacity: int
-    alive: bool = True
-    commits: list[str] = field(default_factory=list)     # ledger-committed, not yet published there
-    rollbacks: list[str] = field(default_factory=list)
-    planner: BatchPlanner | None = None
-    fairness: FairnessPolicy | None = None              # order of waiting owners across tenants
-    draining: bool = False                               # being emptied: takes no new owners
-
-
-class SchedulerCore:
+class SchedulerCore(OwnerState):
     def __init__(self, chunk: int, ttt: bool = True, max_group_size: int = 64, wait_budget_steps: int = 0,
                  max_rounds: int = 64, placement: PlacementPolicy | None = None,
                  residency: ResidencyPolicy | None = None, grouping_policy: str = "greedy",
@@ -101,9 +70,6 @@ class SchedulerCore:
             grouping, max_group_size=self.max_group_size, wait_budget_steps=self.wait_budget_steps),
             fairness=make_fairness(self.fairness_policy, self.weights))
 
-    def owners_on(self, worker_id: str) -> list[str]:
-        return [o for o, r in self.owners.items() if r.worker_id == worker_id]
-
     def loads(self) -> dict[str, WorkerLoad]:
         """Per worker: owners, slots, and whether it takes new owners (alive and not draining)."""
         return {w: WorkerLoad(len(self.owners_on(w)), r.capacity, r.alive and not r.draining)
@@ -144,33 +110,13 @@ class SchedulerCore:
             moves += waiting[:max(0, len(active) - rec.capacity)]
         return moves[:max(0, free)]
 
-    def admit(self, req: Request, worker_id: str, version: int = 0, tokens: list[int] | None = None,
-              progress: OwnerProgress | None = None, tenant_id: str = "") -> OwnerRecord:
-        toks = list(tokens or [])
-        progress = progress or OwnerProgress(self.chunk, len(req.prompt), len(req.prompt) + len(toks),
-                                             req.max_new_tokens, ttt=self.ttt)
-        self.ledger.register(req.owner_id, version)
-        rec = OwnerRecord(req, progress, worker_id, toks, resident=False, last_run_step=self.step,
-                          resident_since=self.step, tenant_id=tenant_id)   # the residency policy gives it a slot
-        self.owners[req.owner_id] = rec
-        return rec
-
-    def move(self, owner_id: str, worker_id: str) -> None:
-        """The owner's state now lives on `worker_id` (a migration or handover completed)."""
-        self.owners[owner_id].worker_id = worker_id
-
-    def forget(self, owner_id: str) -> OwnerRecord:
-        rec = self.owners.pop(owner_id)
-        self.ledger.remove(owner_id)
-        return rec
-
     # -- planning -----------------------------------------------------------------------------
     def _tag(self, worker_id: str):
         prefix = self.workers[worker_id].shape_prefix
 
         def tag(owner_id: str, p: OwnerProgress, version: int) -> TransitionTag:
             eff = Effect.WRITE if p.write_pending else Effect.READ
-            return TransitionTag(owner_id, Backend.FAST_WEIGHT, f"{prefix}:{p.phase_name()}", eff, version, worker_id)
+            return TransitionTag(owner_id, Backend.FAST_WEIGHT, p.shape_class(prefix), eff, version, worker_id)
         return tag
 
     def _residents(self, worker_id: str) -> tuple[str, ...]:

@@ -18,6 +18,21 @@ class Effect(enum.Enum):
     WRITE = "write"  # compute a dirty candidate for version + 1; visible only after commit
 
 
+class StepKind(enum.Enum):
+    """What an owner's next step is (a phase is the worker call that runs many of them)."""
+
+    PREFILL = "prefill"  # a READ feeding several tokens (a prompt piece)
+    DECODE = "decode"    # a READ feeding one token
+    WRITE = "write"      # the WRITE of a full chunk
+
+
+def shape_class(prefix: str, kind: StepKind, piece: int = 1) -> str:
+    """The operator shape class of a step on a worker whose shapes are `prefix` (dtype, dims,
+    chunk): equal strings share a kernel call; a prefill's piece length is part of its shape."""
+    step = f"{kind.value}{piece}" if kind is StepKind.PREFILL else kind.value
+    return f"{prefix}:{step}"
+
+
 class Backend(enum.Enum):
     """The kind of request-owned state a step touches."""
 

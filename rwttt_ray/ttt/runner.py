@@ -15,7 +15,7 @@ import torch
 from rwttt_ray.core.planner import assert_legal
 from rwttt_ray.core.phase import WriteReceipt
 from rwttt_ray.core.progress import OwnerProgress
-from rwttt_ray.core.types import Backend, Effect, Group, TransitionTag
+from rwttt_ray.core.types import Backend, Effect, Group, StepKind, TransitionTag, shape_class
 from rwttt_ray.ttt.forward import BatchView, FastWeightForward
 from rwttt_ray.ttt.kernels import chunk_values
 from rwttt_ray.ttt.model import TTTModel
@@ -94,9 +94,9 @@ class GroupRunner:
             raise ValueError(f"prompt ({len(req.prompt)}) + max_new_tokens ({req.max_new_tokens}) "
                              f"exceeds the context limit {self.max_seq_len}")
         gen = list(generated or [])
-        progress = OwnerProgress(self.settings.chunk, len(req.prompt), len(req.prompt) + len(gen),
-                                 req.max_new_tokens, ttt=self.settings.enabled,
-                                 done=len(gen) >= req.max_new_tokens or self._stopped(req, gen))
+        progress = OwnerProgress.fresh(self.settings.chunk, len(req.prompt), len(gen), req.max_new_tokens,
+                                       ttt=self.settings.enabled,
+                                       done=len(gen) >= req.max_new_tokens or self._stopped(req, gen))
         self.seqs.allocate(req.owner_id)
         self.owners[req.owner_id] = OwnerState(req, list(req.prompt) + gen, progress)
 
@@ -115,11 +115,11 @@ class GroupRunner:
         """The owner's next step (WRITE at a full chunk, else a prefill piece or a decode READ)."""
         p = self.owners[owner_id].progress
         effect = p.next_effect()
-        return None if effect is None else self.tag(owner_id, p.phase_name(), effect, version)
+        return None if effect is None else self.tag(owner_id, p.step_kind(), effect, version, p.piece())
 
-    def tag(self, owner_id: str, phase: str, effect: Effect, version: int) -> TransitionTag:
-        return TransitionTag(owner_id, Backend.FAST_WEIGHT, f"{self.shape_prefix}:{phase}", effect, version,
-                             self.placement)
+    def tag(self, owner_id: str, kind: StepKind, effect: Effect, version: int, piece: int = 1) -> TransitionTag:
+        return TransitionTag(owner_id, Backend.FAST_WEIGHT, shape_class(self.shape_prefix, kind, piece), effect,
+                             version, self.placement)
 
     # -- execution ------------------------------------------------------------------------
     def run(self, group: Group) -> GroupResult:
@@ -267,7 +267,7 @@ class GroupRunner:
         st = self.owners[owner_id]
         while st.pos < target.pos or st.writes < target.writes:
             if st.progress.write_pending:
-                tag = self.tag(owner_id, "write", Effect.WRITE, st.writes)
+                tag = self.tag(owner_id, StepKind.WRITE, Effect.WRITE, st.writes)
                 self._run_write(Group(tag.key, (tag,), -1))
                 self.commit(owner_id)
                 continue

@@ -71,8 +71,8 @@ class WorkerCore:
             return self.runner.progress(owner_id)
         if owner_id in self.waiting:
             req, gen, target = self.waiting[owner_id]
-            return target or OwnerProgress(self.runner.settings.chunk, len(req.prompt), len(req.prompt) + len(gen or []),
-                                           req.max_new_tokens, ttt=self.runner.settings.enabled)
+            return target or OwnerProgress.fresh(self.runner.settings.chunk, len(req.prompt), len(gen or []),
+                                                 req.max_new_tokens, ttt=self.runner.settings.enabled)
         return _progress_from_blob(self.host[owner_id], self.runner.settings)
 
     def deltas(self, owner_id: str) -> list | None:
@@ -270,5 +270,5 @@ def _tensor_order(name: str) -> tuple[str, int]:
 def _progress_from_blob(blob: bytes, settings) -> OwnerProgress:
     h = state_io.read_header(blob)
     req = h["request"]
-    return OwnerProgress(settings.chunk, len(req["prompt"]), len(req["prompt"]) + len(h["generated"]),
-                         req["max_new_tokens"], pos=h["pos"], writes=h["version"], done=h["done"], ttt=settings.enabled)
+    return OwnerProgress.fresh(settings.chunk, len(req["prompt"]), len(h["generated"]), req["max_new_tokens"],
+                               pos=h["pos"], writes=h["version"], done=h["done"], ttt=settings.enabled)

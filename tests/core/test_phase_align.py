@@ -21,7 +21,7 @@ def prompting(pos: int, prompt: int = 3 * C) -> OwnerProgress:
 
 def tag(owner_id, p, version):
     eff = Effect.WRITE if p.write_pending else Effect.READ
-    return TransitionTag(owner_id, Backend.FAST_WEIGHT, f"s:{p.phase_name()}", eff, version, "w0")
+    return TransitionTag(owner_id, Backend.FAST_WEIGHT, p.shape_class("s"), eff, version, "w0")
 
 
 def plan(progress: dict, align: int):
