@@ -15,13 +15,17 @@ def rwttt(*args, timeout=300):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["bench", "--streams", "0"], "--streams must be >= 1"),
-    (["bench", "--chunk", "0"], "--chunk must be >= 1"),
-    (["bench", "--streams", "x"], "integer"),
+    (["bench", "--owners", "0"], "--owners must be >= 1"),
+    (["bench", "--ttt-chunk", "0"], "--ttt-chunk must be >= 1"),
+    (["bench", "--owners", "x"], "integer"),
     (["bench", "--trace", "nope"], "invalid choice"),
     (["bench", "--model", "/no/such/dir"], "does not exist"),
     (["bench", "--prompt-len", "5000"], "context limit"),
-    (["bench", "--wait-budget", "-1"], "wait-budget"),
+    (["bench", "--wait-budget-steps", "-1"], "wait budget must be >= 0"),
+    (["bench", "--streams", "3"], "unrecognized arguments: --streams"),      # one name a knob: --owners
+    (["bench", "--min-workers", "2"], "autoscaling needs max_workers"),
+    (["bench", "--workers", "3", "--max-workers", "2"], "must be <= max_workers"),
+
     (["bench", "--skip", "sequential"], "invalid choice"),          # the reference every gate needs
     (["bench", "--align-rounds", "-1"], "--align-rounds must be >= 0"),
     (["bench", "--admit-window-ms", "-3"], "admit window must be >= 0"),
@@ -43,7 +47,7 @@ def test_model_dir_without_config(tmp_path):
 
 def test_small_bench_runs_and_passes_gates(tmp_path):
     out = tmp_path / "bench.json"
-    res = rwttt("bench", "--streams", "3", "--prompt-len", "12", "--gen-len", "10", "--chunk", "8",
+    res = rwttt("bench", "--owners", "3", "--prompt-len", "12", "--gen-len", "10", "--ttt-chunk", "8",
                 "--replicas", "1", "--json", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     doc = json.loads(out.read_text())
@@ -54,11 +58,12 @@ def test_small_bench_runs_and_passes_gates(tmp_path):
     assert "rwttt_inproc" in res.stdout
 
 
+@pytest.mark.integration                                  # starts a local Ray cluster and Serve
 def test_small_http_bench_runs(tmp_path):
     """The main job's path (`make bench` is `rwttt bench --backend http`), small: local Ray,
     private Redis, Serve and the HTTP clients; the HTTP tokens match the reference."""
     out = tmp_path / "bench.json"
-    res = rwttt("bench", "--backend", "http", "--streams", "2", "--prompt-len", "8", "--gen-len", "6", "--chunk", "8",
+    res = rwttt("bench", "--backend", "http", "--owners", "2", "--prompt-len", "8", "--gen-len", "6", "--ttt-chunk", "8",
                 "--repeat", "1", "--skip", "replicas", "--skip", "static_batch1", "--skip", "naive_shared",
                 "--skip", "rwttt_ray", "--json", str(out), timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
