@@ -92,7 +92,7 @@ class SessionAffinity:
         return LeastLoaded().choose(owner_id, workers)
 
 
-_POLICIES: dict[str, type] = {p.name: p for p in (LeastLoaded, Spread, Pack, SessionAffinity)}
+_POLICIES: dict[str, type[PlacementPolicy]] = {p.name: p for p in (LeastLoaded, Spread, Pack, SessionAffinity)}
 PLACEMENT_NAMES = tuple(_POLICIES)
 
 

@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,6 +55,13 @@ def measured(label: str, sched, run) -> None:
     print("        cpu s: " + ", ".join(f"{name.split()[0]} {sec:.2f}" for sec, name in top), flush=True)
 
 
+def direct_pass(sched, reqs: list) -> None:
+    """The same requests straight to the scheduler actor (no HTTP): submit all, wait, release."""
+    ray.get(sched.wait.remote(ray.get([sched.submit.remote(r) for r in reqs])))
+    for r in reqs:
+        ray.get(sched.release.remote(r.owner_id))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, default=32)
@@ -75,8 +83,7 @@ def main() -> None:
             for i in range(args.passes):
                 measured("http", sched, lambda: _http_pass(client, url, prompts, 128))
                 reqs = [replace(r, owner_id=f"{r.owner_id}-direct{i}") for r in trace.requests]
-                measured("direct", sched, lambda: [ray.get(sched.wait.remote(ray.get([sched.submit.remote(r) for r in reqs])))]
-                         + [ray.get(sched.release.remote(r.owner_id)) for r in reqs])
+                measured("direct", sched, partial(direct_pass, sched, reqs))
                 t0 = time.time()
                 modes.run_rwttt(model, trace, 64, 0)
                 print(f"inproc  wall {time.time() - t0:6.3f} s", flush=True)

@@ -20,7 +20,7 @@ class StaleVersionError(ContractError):
         self.expected = expected
         self.committed = committed
 
-    def __reduce__(self):   # NOTE: keeps the three fields when pickled across processes (Ray)
+    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:   # keeps the fields when pickled across processes (Ray)
         return (type(self), (self.owner_id, self.expected, self.committed))
 
 

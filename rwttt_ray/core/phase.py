@@ -108,7 +108,8 @@ def rounds_to_boundary(p: OwnerProgress, limit: int) -> int | None:
     return None
 
 
-def _submit(sim, planner, committed, tag_fn, step: int, effect: Effect) -> None:
+def _submit(sim: Mapping[OwnerId, OwnerProgress], planner: BatchPlanner, committed: Callable[[OwnerId], int],
+            tag_fn: TagFn, step: int, effect: Effect) -> None:
     pending = {t.owner_id for t in planner.pending()}
     for o, p in sim.items():
         if o not in pending and p.next_effect() is effect:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -31,7 +32,7 @@ class QuotaError(TenancyError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
-    def __reduce__(self):   # crosses Ray actors intact
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:   # crosses Ray actors intact
         return type(self), (str(self), self.retry_after_s)
 
 
@@ -42,7 +43,7 @@ class VersionConflictError(TenancyError):
         super().__init__(message)
         self.current_version = current_version
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
         return type(self), (str(self), self.current_version)
 
 
@@ -81,7 +82,7 @@ class TenantUsage:
 
 
 class TenantBook:
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.limits: dict[str, TenantLimits] = {}
         self.usage: dict[str, TenantUsage] = {}
@@ -150,4 +151,5 @@ class TenantBook:
         tenant = self.owner_tenant.pop(owner_id, None)
         if tenant is not None:
             u = self._u(tenant)
-            u.owners.discard(owner_id), u.sessions.discard(owner_id), u.active.discard(owner_id)
+            for owned in (u.owners, u.sessions, u.active):
+                owned.discard(owner_id)

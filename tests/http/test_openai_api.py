@@ -83,7 +83,10 @@ def test_fork_diverges_only_from_the_fork_point_and_rollback_restores(client, se
     v1 = httpx.get(f"{server}/v1/sessions/{sid}", headers=auth).json()["version"]
     child = httpx.post(f"{server}/v1/sessions/{sid}/fork", headers=auth).json()["id"]
     a, b = _turn(client, sid, "branch A goes here", 10), _turn(client, child, "branch B goes elsewhere", 10)
-    turn = lambda p, n: Request("s", tuple(TOK.encode(p)), n, stop_ids=EOS)
+
+    def turn(p: str, n: int) -> Request:
+        return Request("s", tuple(TOK.encode(p)), n, stop_ids=EOS)
+
     want_a = http_reference.run_turns([turn(base, 8), turn("branch A goes here", 10)])[-1]
     want_b = http_reference.run_turns([turn(base, 8), turn("branch B goes elsewhere", 10)])[-1]
     assert a.choices[0].text == text_of(want_a.tokens) and b.choices[0].text == text_of(want_b.tokens)

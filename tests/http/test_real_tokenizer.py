@@ -77,7 +77,10 @@ def test_streamed_text_equals_decode_with_split_characters(bpe_client, bpe_tok):
 def test_stop_strings_at_every_position_end_with_200(bpe_client, bpe_tok, bpe_reference):
     prompt = "tell me a story about Zürich"
     free = bpe_reference.run(Request("f", tuple(bpe_tok.encode(prompt)), 40)).tokens
-    text_of = lambda ids: bpe_tok.decode(ids, skip_special_tokens=True)
+
+    def text_of(ids: list[int]) -> str:
+        return bpe_tok.decode(ids, skip_special_tokens=True)
+
     cases = []
     for k in range(1, 38):
         before, full = text_of(free[:k]), text_of(free[:k + 1])
