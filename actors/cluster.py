@@ -1,11 +1,13 @@
 """RwtttCluster: starts (or joins) Ray, Redis, the worker actors and the scheduler actor.
 
-Local by default: `ray.init()` with the dashboard off, a private redis-server unless
-RWTTT_REDIS_URL (or `redis_url`) is given. `address` (or RAY_ADDRESS, as under `ray job
-submit`) joins an existing cluster. Used by the benchmark, the tests and the Serve app.
-Autoscaling is off by default (a fixed `num_workers`); `max_workers` turns it on: the scheduler
-then starts workers (between `min_workers` and `max_workers`) with the same options as these.
-`worker_resources` (one dict per worker) and `scheduler_resources` pin actors to nodes.
+Everything it does is in its RwtttConfig (config.cluster: workers, autoscaling, address, Redis,
+resources; config.batching and config.service go to the scheduler). Local by default:
+`ray.init()` with the dashboard off, a private redis-server unless RWTTT_REDIS_URL (or
+`redis_url`) is given. `address` (or RAY_ADDRESS, as under `ray job submit`) joins an existing
+cluster. Used by the benchmark, the tests and the Serve app. Autoscaling is off by default (a
+fixed `workers`); `max_workers` turns it on: the scheduler then starts workers (between
+`min_workers` and `max_workers`) with the same options as these. `worker_resources` (one dict
+per worker) and `scheduler_resources` pin actors to nodes.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from actors.scheduler import SchedulerActor
 from actors.worker import WorkerLauncher
 from actors.worker_client import WorkerClient
 from policies.autoscaling import AutoscalingPolicy, QueueDepthAutoscaler
-from rwttt_ray.config import RwtttConfig
+from rwttt_ray.config import ClusterConfig, RwtttConfig
 from rwttt_ray.core.request import Request
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -84,30 +86,26 @@ def haproxy_env(host: str = "127.0.0.1") -> dict[str, str]:
 
 
 class RwtttCluster:
-    def __init__(self, config: RwtttConfig, num_workers: int = 1, address: str | None = None,
-                 redis_url: str | None = None, max_rounds: int = 64, quantum_steps: int | None = None,
-                 worker_cpus: float = 1.0, threads_per_worker: int | None = None, record_logits: bool = False,
-                 tenant_limits: dict | None = None, min_workers: int | None = None,
-                 max_workers: int | None = None, autoscale: dict | None = None, scale_interval_s: float = 0.5,
-                 worker_resources: list[dict] | None = None, scheduler_resources: dict | None = None,
-                 namespace: str | None = None) -> None:
-        self.tenant_limits = tenant_limits or {}
-        num_workers = max(num_workers, min_workers or 0)
-        self.autoscaler = _autoscaler(num_workers, min_workers, max_workers, autoscale)
-        self.scale_interval_s, self.scheduler_resources = scale_interval_s, scheduler_resources or {}
-        init_ray(address)
+    def __init__(self, *, config: RwtttConfig, record_logits: bool = False, namespace: str | None = None) -> None:
+        """`record_logits`: workers keep every token's logits (the benchmark's gates); `namespace`:
+        the Redis namespace (a fixed one, a service's name, lets a new cluster adopt spilled sessions)."""
+        config.check_environment()
+        c = config.cluster
+        num_workers = c.start_workers
+        self.autoscaler = _autoscaler(c)
+        init_ray(c.address)
         self.config = config
-        self.redis_url, self._redis = resolve_redis_url(redis_url)
+        self.redis_url, self._redis = resolve_redis_url(c.redis_url)
         RedisDirectory(self.redis_url).ping()     # fail fast, naming the URL, before any actor starts
         # NOTE: a fixed namespace (a service's name) lets a new cluster adopt the sessions an old one spilled
         self.namespace = namespace or f"rwttt-{uuid.uuid4().hex[:8]}"
-        model_settings = config.load_model().settings   # chunk and TTT flag for the scheduler
+        model_settings = config.model.load_model().settings   # chunk and TTT flag for the scheduler
         self.chunk, self.ttt = model_settings.chunk, model_settings.enabled
-        self.max_rounds, self.quantum_steps = max_rounds, quantum_steps
-        threads = threads_per_worker or max(1, int((os.cpu_count() or 2) // max(1, num_workers)))
-        self.launcher = WorkerLauncher(config, self.redis_url, self.namespace, threads, record_logits, worker_cpus)
+        threads = c.threads_per_worker or max(1, int((os.cpu_count() or 2) // max(1, num_workers)))
+        self.launcher = WorkerLauncher(config=config, redis_url=self.redis_url, namespace=self.namespace,
+                                       threads=threads, record_logits=record_logits, cpus=c.worker_cpus)
         self.worker_names = [f"{self.namespace}-worker-{i}" for i in range(num_workers)]
-        per_worker = list(worker_resources or [])
+        per_worker = list(c.worker_resources)
         self.workers = {name: self.launcher.launch(name, per_worker[i] if i < len(per_worker) else None)
                         for i, name in enumerate(self.worker_names)}
         ray.get([WorkerClient(name=n, handle=w).ping() for n, w in self.workers.items()])
@@ -120,10 +118,9 @@ class RwtttCluster:
 
     def _new_scheduler(self, recover: bool):
         sched = SchedulerActor.options(name=f"{self.namespace}-scheduler-{uuid.uuid4().hex[:4]}",
-                                       resources=self.scheduler_resources).remote(
-            self.config, self.chunk, self.ttt, self.redis_url, self.namespace, self.worker_names,
-            self.max_rounds, self.quantum_steps, self.tenant_limits, self.launcher, self.autoscaler,
-            self.scale_interval_s)
+                                       resources=dict(self.config.cluster.scheduler_resources)).remote(
+            config=self.config, chunk=self.chunk, ttt=self.ttt, redis_url=self.redis_url, namespace=self.namespace,
+            worker_names=self.worker_names, launcher=self.launcher, autoscaler=self.autoscaler)
         ray.get(sched.start.remote(recover))
         return sched
 
@@ -157,7 +154,7 @@ class RwtttCluster:
         return self.worker_names
 
     def kill_worker(self, name: str) -> None:
-        ray.kill(self.worker(name), no_restart=True)
+        WorkerClient(name=name, handle=self.worker(name)).kill()
 
     def restart_scheduler(self):
         """Kill the scheduler and start a new one (new epoch) that rebuilds from Redis."""
@@ -229,13 +226,9 @@ def _alive(worker: WorkerClient, timeout_s: float = 60.0) -> bool:
     return True
 
 
-def _autoscaler(num_workers: int, min_workers: int | None, max_workers: int | None,
-                options: dict | None) -> AutoscalingPolicy | None:
-    """The queue-depth autoscaler when `max_workers` is given (else None: a fixed worker count)."""
-    if max_workers is None:
-        if min_workers is not None or options:
-            raise ValueError("autoscaling needs max_workers")
+def _autoscaler(c: ClusterConfig) -> AutoscalingPolicy | None:
+    """The queue-depth autoscaler when `max_workers` is given (else None: a fixed worker count;
+    ClusterConfig has checked the counts)."""
+    if c.max_workers is None:
         return None
-    if num_workers > max_workers:
-        raise ValueError(f"{num_workers=} (or min_workers) must be <= {max_workers=}")
-    return QueueDepthAutoscaler(min_workers or 1, max_workers, **(options or {}))
+    return QueueDepthAutoscaler(c.min_workers or 1, c.max_workers, **c.autoscale)

@@ -43,17 +43,22 @@ install(app)                     # errors in the OpenAI shape, bodies capped (ac
                   autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 64})
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, args: dict) -> None:
+    def __init__(self, *, config: RwtttConfig | dict | None = None, api_keys=None,
+                 served_model_name: str | list[str] | None = None, service_name: str = "rwttt-service",
+                 metrics_key: str | None = None) -> None:
         from actors.service import get_manager
 
-        self.config = RwtttConfig(**args.get("config", {}))
-        self.keys = load_keys(args.get("api_keys"))
-        self.metrics_key = args.get("metrics_key") or os.environ.get(METRICS_KEY_ENV) or None
-        self.model = served_model(self.config, args.get("served_model_name"))
-        seed = args.get("seed")
+        config = config if isinstance(config, RwtttConfig) else RwtttConfig.from_dict(config)
+        config.check_environment()
+        self.keys = load_keys(api_keys)
+        if self.keys.limits:             # the API keys' tenants and quotas join the config's
+            config = config.replace(tenant_limits={**config.service.tenant_limits, **self.keys.limits})
+        self.config = config
+        self.metrics_key = metrics_key or os.environ.get(METRICS_KEY_ENV) or None
+        self.model = served_model(config.model, served_model_name)
+        seed = config.model.seed
         self.seeds = random.Random(seed) if seed is not None else random.SystemRandom()
-        manager = get_manager(args.get("service_name", "rwttt-service"), self.config, int(args.get("num_workers", 1)),
-                              args.get("redis_url"), self.keys.limits, int(args.get("rounds_per_call", 64)))
+        manager = get_manager(service_name, config)
         import ray
 
         self.manager = manager

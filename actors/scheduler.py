@@ -16,17 +16,17 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.adoption import adopt_spilled, rebuild_after_restart
-from actors.operations import drain_service, migrate_owner, publish_pending
+from actors.operations import publish_pending
+from actors.recovery import recover_worker, replay_lost
 from actors.scheduler_api import ServiceAPI
 from actors.commits import DirectoryKeeper
-from actors.directory import DirectoryUnavailableError, RedisDirectory, StaleEpochError, Tier
+from actors.directory import DirectoryUnavailableError, RedisDirectory, StaleEpochError
 from actors.scaling import WorkerScaler
 from actors.state_directory import StateDirectory
 from actors.worker import WorkerLauncher
 from actors.worker_client import WorkerClient, phase_failure
 from policies.autoscaling import AutoscalingPolicy
 from rwttt_ray.config import RwtttConfig
-from rwttt_ray.core.request import Request
 from actors.sessions import SessionService
 from rwttt_ray.core.events import EventLog
 from rwttt_ray.core.metrics import SIZE_BUCKETS, Histogram
@@ -125,12 +125,7 @@ class SchedulerActor(ServiceAPI):
         self._wake[name].set()      # the loop sees the worker gone and ends
         return retired
 
-    # -- requests -------------------------------------------------------------------------
-    async def submit(self, req: Request, tenant_id: str = "") -> str:
-        """A one-shot request outside any tenant's books (benchmarks, `wait`/`poll`)."""
-        await self.sessions.admit(tenant_id, req)
-        return req.owner_id
-
+    # -- arrivals ---------------------------------------------------------------------------
     def _arrived(self, worker_id: str) -> None:
         """A new turn for the worker: note when (see `_gather`) and wake its loop."""
         self._arrivals[worker_id] = time.monotonic()
@@ -143,29 +138,6 @@ class SchedulerActor(ServiceAPI):
         while window > 0 and (quiet := time.monotonic() - self._arrivals.get(worker_id, 0.0)) < window \
                 and time.monotonic() - start < 10 * window:
             await asyncio.sleep(window - quiet)
-
-    def _result(self, owner_id: str) -> dict:
-        rec = self.core.owners[owner_id]
-        return {"tokens": list(rec.tokens), "version": self.core.ledger.committed(owner_id),
-                "worker_id": rec.worker_id, "finished": rec.finished, "error": rec.error,
-                "token_times": list(rec.token_times)}
-
-    async def wait(self, owner_ids: list[str], timeout_s: float = 600.0) -> dict[str, dict]:
-        deadline = time.monotonic() + timeout_s
-        while not all(self.core.owners[o].finished for o in owner_ids):
-            if self.stale:
-                raise RuntimeError(f"scheduler epoch {self.epoch} is stale")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), max(0.01, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"owners not finished after {timeout_s}s") from None
-        return {o: self._result(o) for o in owner_ids}
-
-    async def poll(self, owner_id: str, cursor: int) -> dict:
-        res = self._result(owner_id)
-        res["tokens"] = res["tokens"][cursor:]
-        return res
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, worker_id: str) -> None:
@@ -285,79 +257,13 @@ class SchedulerActor(ServiceAPI):
             except Exception:
                 logger.exception("session expiry")
 
-    # -- recovery ---------------------------------------------------------------------------
+    # -- recovery (actors/recovery.py) ------------------------------------------------------
     async def _recover_worker(self, worker_id: str) -> None:
-        """Replay the lost worker's owners elsewhere from their token logs. The admits are sent
-        before this coroutine yields, so Ray runs them before any phase that plans those owners.
-        With no live worker left, running turns fail (retry) and the rest wait for a new worker."""
-        if not self.core.can_replay(worker_id):
-            if worker_id in self.stranded:
-                return                       # told already: its owners wait
-            self.core.worker_dead(worker_id)
-            self._fail_owners(worker_id, "the worker was lost and no live worker is left to replay on "
-                                         "(a new one is starting): retry shortly")
-            self.stranded.add(worker_id)
-            self.event("worker %s lost with no live worker left: its %d owners wait for a new one",
-                       worker_id, len(self.core.owners_on(worker_id)))
-            return
-        self.stranded.discard(worker_id)
-        moved = self.core.worker_lost(worker_id)
-        self.event("worker %s lost: replaying its %d owners from their token logs", worker_id, len(moved))
-        self.sessions.book.replaying(moved)
-        refs = [self.workers[self.core.owners[o].worker_id].admit(
-            self.core.owners[o].request, self.core.owners[o].tokens, self.core.owners[o].progress) for o in moved]
-        for owner_id, ref in zip(moved, refs):
-            dst = self.core.owners[owner_id].worker_id
-            await ref
-            self.directory.move(owner_id, self.epoch, dst, -1, Tier.DEVICE)
-            self._wake[dst].set()
-        self._notify()
+        await recover_worker(self, worker_id)
 
     async def worker_lost(self, worker_id: str) -> list[str]:
-        """The service manager saw the worker die (maybe while idle): replay its owners now,
-        between its loop's phases (or at once, if its loop is over: owners that waited for a new
-        worker); returns them."""
-        if worker_id in self.stranded:
-            owners = self.core.owners_on(worker_id)
-            await self._recover_worker(worker_id)
-            return owners
-        if worker_id not in self.core.workers or not self.core.workers[worker_id].alive:
-            return []
-
-        async def job() -> list[str]:
-            owners = self.core.owners_on(worker_id)
-            await self._recover_worker(worker_id)
-            return owners
-        try:
-            return await self._between_phases(worker_id, job)
-        except KeyError:       # its loop found the death first (a phase failed) and replayed them
-            return []
-
-    async def ping(self) -> int:
-        return self.epoch
-
-    # -- operations -------------------------------------------------------------------------
-    async def migrate(self, owner_id: str, dst: str) -> None:
-        """Move an owner's committed state to another worker, between two of its source's phases."""
-        await migrate_owner(self, owner_id, dst)
-
-    async def drain_worker(self, name: str) -> list[str]:
-        """Operations: move every owner off a worker (between its phases), then stop it."""
-        return await self.scaler.drain(name)
-
-    async def drain(self, grace_s: float = 20.0) -> dict:
-        """Graceful shutdown (actors/operations.py): running turns finish, sessions spill to the store."""
-        self.event("draining (grace %gs): no new turns", grace_s)
-        summary = await drain_service(self, grace_s)
-        self.event("drained: %(stopped)d running turns stopped, %(spilled)d sessions spilled to the store", summary)
-        return summary
-
-    def event(self, fmt: str, *args) -> None:
-        """An operator's event: logged at INFO and kept for the serve console (`events`); `args`
-        are %-format arguments, or one mapping for %(name)s."""
-        line = fmt % (args[0] if len(args) == 1 and isinstance(args[0], dict) else args)
-        logger.info("rwttt-ray: %s", line)
-        self.events.add(line)
+        """The service manager saw the worker die (maybe while idle): replay its owners now."""
+        return await replay_lost(self, worker_id)
 
     async def _between_phases(self, worker_id: str, job):
         """Run `job()` on the worker's loop between two phases (none of its phases in flight)."""
@@ -372,6 +278,3 @@ class SchedulerActor(ServiceAPI):
                 done.set_result(await job())
             except Exception as exc:
                 done.set_exception(exc)
-
-    async def release(self, owner_id: str) -> None:
-        await self.sessions.release(owner_id)

@@ -32,11 +32,9 @@ WATCH_S = 0.5
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)
 class ServiceManager:
-    def __init__(self, config: RwtttConfig, num_workers: int, redis_url: str | None, tenant_limits: dict,
-                 max_rounds: int, namespace: str | None = None) -> None:
-        self._fingerprint = config_fingerprint(config, num_workers, redis_url, tenant_limits, max_rounds, namespace)
-        self.cluster = RwtttCluster(config, num_workers=num_workers, redis_url=redis_url, max_rounds=max_rounds,
-                                    tenant_limits=tenant_limits, namespace=namespace)
+    def __init__(self, *, config: RwtttConfig, namespace: str | None = None) -> None:
+        self._fingerprint = config_fingerprint(config, namespace)
+        self.cluster = RwtttCluster(config=config, namespace=namespace)
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.log = EventLog()                 # its own events and the schedulers' (for the console)
@@ -148,14 +146,13 @@ def config_fingerprint(*args) -> str:
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=plain).encode()).hexdigest()[:16]
 
 
-def get_manager(name: str, config: RwtttConfig, num_workers: int, redis_url: str | None, tenant_limits: dict,
-                max_rounds: int = 64, timeout_s: float = 120.0):
-    """The service's manager (started if none runs). One that runs other arguments is shut down
+def get_manager(name: str, config: RwtttConfig, timeout_s: float = 120.0):
+    """The service's manager (started if none runs). One that runs another config is shut down
     and killed, and a new one started; one being replaced by another replica is waited for."""
-    args = (config, num_workers, redis_url, tenant_limits, max_rounds, f"rwttt-{name}")
-    want, deadline = config_fingerprint(*args), time.monotonic() + timeout_s
+    kw = {"config": config, "namespace": f"rwttt-{name}"}
+    want, deadline = config_fingerprint(config, kw["namespace"]), time.monotonic() + timeout_s
     while True:
-        manager = ServiceManager.options(name=name, get_if_exists=True, lifetime="detached").remote(*args)
+        manager = ServiceManager.options(name=name, get_if_exists=True, lifetime="detached").remote(**kw)
         try:
             if ray.get(manager.fingerprint.remote()) == want:
                 return manager

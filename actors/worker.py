@@ -31,11 +31,11 @@ logger = logging.getLogger(__name__)
 
 @ray.remote(max_restarts=0)
 class WorkerActor:
-    def __init__(self, worker_id: str, config: RwtttConfig, redis_url: str, namespace: str,
+    def __init__(self, *, worker_id: str, config: RwtttConfig, redis_url: str, namespace: str,
                  threads: int | None = None, record_logits: bool = False) -> None:
         torch.set_num_threads(threads or max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.worker_id = worker_id
-        self.core = WorkerCore(config.load_model(), worker_id, config.max_states_per_worker, record_logits)
+        self.core = WorkerCore(config.model.load_model(), worker_id, config.batching.max_states_per_worker, record_logits)
         self.directory: StateDirectory = RedisDirectory(redis_url, namespace)
         self._stop = threading.Event()
         threading.Thread(target=self._heartbeat, daemon=True).start()
@@ -162,7 +162,7 @@ class WorkerActor:
         self._stop.set()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerLauncher:
     """Starts WorkerActors with one cluster's options: a GPU each when the config's device is
     CUDA (so Ray's autoscaler can add GPU nodes), else `cpus`; `resources` pins to nodes."""
@@ -177,10 +177,11 @@ class WorkerLauncher:
 
     def launch(self, name: str, resources: dict | None = None):
         """A new named worker (a handle; it may still be loading its model)."""
-        gpu = self.config.device.startswith("cuda")
+        gpu = self.config.model.device.startswith("cuda")
         return WorkerActor.options(name=name, num_cpus=0 if gpu else self.cpus, num_gpus=1 if gpu else 0,
                                    resources={**self.resources, **(resources or {})}).remote(
-            name, self.config, self.redis_url, self.namespace, self.threads, self.record_logits)
+            worker_id=name, config=self.config, redis_url=self.redis_url, namespace=self.namespace,
+            threads=self.threads, record_logits=self.record_logits)
 
 
 def _host(t):

@@ -1,15 +1,15 @@
 """build_app: the Serve application, for `serve run rwttt_ray.app:build_app` and Serve config YAML.
 
-args (all optional): config (RwtttConfig fields), api_keys (JSON file path, JSON string or dict),
-num_workers, redis_url (else RWTTT_REDIS_URL, else a private redis-server), rounds_per_call,
-served_model_name (a name or a list: the first is reported), service_name, seed (of requests
-sent without one), metrics_key (the operator's key for /metrics; else RWTTT_METRICS_KEY).
-`app_args` makes them from `rwttt serve`'s parsed flags.
+args (all optional): config (RwtttConfig.from_dict: {model: {...}, batching: {...}, cluster:
+{...}, service: {...}}, each knob under the name of its `rwttt serve` flag), api_keys (JSON file
+path, JSON string or dict), served_model_name (a name or a list: the first is reported),
+service_name, metrics_key (the operator's key for /metrics; else RWTTT_METRICS_KEY). They are the
+Ingress's keyword arguments. `app_args` makes them from a config (`rwttt serve`, the HTTP bench).
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rwttt_ray.config import RwtttConfig
@@ -19,32 +19,28 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 SERVICE_NAME = "rwttt-service"      # the service manager's name under `rwttt serve`
 
-# The keys of `args` that build_app (the Ingress) reads; the deploy YAML is tested against them.
-APP_ARG_KEYS = frozenset({"config", "api_keys", "num_workers", "redis_url", "rounds_per_call",
-                          "served_model_name", "service_name", "seed", "metrics_key"})
+# The keys of `args` build_app takes: the Ingress's keyword arguments (the deploy YAML is tested against them).
+APP_ARG_KEYS = frozenset({"config", "api_keys", "served_model_name", "service_name", "metrics_key"})
 
 
-def app_args(args, config: "RwtttConfig") -> dict:
-    """build_app's args from parsed serve flags (or the HTTP bench's) and the config."""
-    import dataclasses
-
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
-    keys = {args.api_key: {"tenant": "default"}} if args.api_key else args.api_keys
-    out = {"config": fields, "api_keys": keys, "num_workers": args.workers, "service_name": SERVICE_NAME,
-           "seed": args.seed}
-    if args.served_model_name:
-        out["served_model_name"] = list(args.served_model_name)
-    for key in ("metrics_key", "redis_url"):        # (the HTTP bench's args have neither)
-        if getattr(args, key, None):
-            out[key] = getattr(args, key)
-    return out
+def app_args(config: "RwtttConfig", *, api_keys: Any = None, served_model_name: Any = None,
+             service_name: str = SERVICE_NAME, metrics_key: str | None = None) -> dict:
+    """build_app's args: the config as plain data, and the service's keys and names where given."""
+    out = {"config": config.to_dict(), "service_name": service_name}
+    extra = {"api_keys": api_keys, "served_model_name": list(served_model_name or ()) or None,
+             "metrics_key": metrics_key}
+    return {**out, **{k: v for k, v in extra.items() if v}}
 
 
 def build_app(args: dict | None = None):
+    """The app (Serve calls this with the YAML's `args`: one dict, Serve's contract). The config
+    is validated here, where the app is built; the machine checks run where the Ingress starts."""
     from actors.ingress import Ingress
+    from rwttt_ray.config import RwtttConfig
 
-    unknown = sorted(set(args or {}) - APP_ARG_KEYS)
+    args = dict(args or {})
+    unknown = sorted(set(args) - APP_ARG_KEYS)
     if unknown:
         raise ValueError(f"build_app: unknown args {unknown}; known: {sorted(APP_ARG_KEYS)}")
-
-    return Ingress.bind(dict(args or {}))
+    args["config"] = RwtttConfig.from_dict(args.get("config"))
+    return Ingress.bind(**args)

@@ -6,10 +6,12 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
-from rwttt_ray.flags import (VERSION, Help, add_model_flags, add_scheduler_flags, config_from, csv, positive,
+from rwttt_ray.bench.options import BenchOptions
+from rwttt_ray.flags import (VERSION, Help, add_config_flags, add_workload_flags, config_from, csv, positive,
                              positive_list, weights)
 from rwttt_ray.serve_cli import add_serve_parser
 
@@ -42,35 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser
     b = sub.add_parser("bench", help="throughput benchmark of every mode on one trace")
     b.add_argument("--backend", default="inproc", choices=("inproc", "ray", "http"))
-    b.add_argument("--streams", type=positive("--streams"), default=8, help="owners (streams)")
-    b.add_argument("--prompt-len", type=positive("--prompt-len"), default=128)
-    b.add_argument("--gen-len", type=positive("--gen-len"), default=128)
-    b.add_argument("--trace", default="uniform", choices=("uniform", "staggered", "all_update", "mixed"))
-    b.add_argument("--max-group-size", type=positive("--max-group-size"), default=64)
-    b.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait")
-    b.add_argument("--replicas", type=positive("--replicas"), help="per-stream replica processes")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--repeat", type=positive("--repeat"), default=3,
-                   help="runs of the batched modes (interleaved; the median is reported)")
     b.add_argument("--skip", action="append", choices=SKIPPABLE, metavar="MODE",
                    help=f"mode to skip (repeatable): {', '.join(SKIPPABLE)}")
     b.add_argument("--json", help="write the figures to this JSON file")
-    b.add_argument("--address", help="Ray cluster address (ray backend); default: RAY_ADDRESS or a local cluster")
-    b.add_argument("--workers", type=positive("--workers"), default=1, help="worker actors (ray backend)")
-    b.add_argument("--rounds-per-call", type=positive("--rounds-per-call"), default=64,
-                   help="k: most READ rounds one worker call runs (ray backend)")
-    b.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"), default=64,
-                   help="device slots per worker; more owners than slots spill to the host tier")
-    b.add_argument("--quantum-steps", type=positive("--quantum-steps"),
-                   help="rounds a resident may keep its slot while others wait (spill rotation)")
-    b.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
     b.add_argument("--tenants", action="store_true",
                    help="ray backend: the two-tenant fairness benchmark (one floods 4x the slots, one steady) "
                         "under vtc+tenant_lru and fcfs+lru, instead of the mode table")
-    add_scheduler_flags(b)
     b.add_argument("--tenant-weights", type=weights, default=(1.0, 1.0),
                    help="--tenants: weights FLOOD,STEADY (default 1,1)")
-    add_model_flags(b)
+    add_workload_flags(b)
+    add_config_flags(b)
     add_serve_parser(sub)
     _add_eval_parser(sub)
     for p in sub.choices.values():       # --help shows every default, described or not
@@ -84,19 +67,8 @@ def _add_eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="the evaluation suite: every mode, traces, scaling sweep, gates, plots, report")
     e.add_argument("--quick", action="store_true", help="small preset: finishes in minutes on 2 CPU cores")
     e.add_argument("--out", default="results", help="results dir: eval.json, PNG plots, report.md")
-    e.add_argument("--trace", default="uniform",
-                   choices=("uniform", "staggered", "all_update", "mixed", "poisson", "bursty"),
-                   help="trace of the modes run and the sweep")
     e.add_argument("--traces", type=csv, help="comma-separated traces of the per-trace table")
-    e.add_argument("--owners", type=positive("--owners"), help="owners (streams) of the modes run")
     e.add_argument("--sweep-owners", type=positive_list("--sweep-owners"), help="e.g. 1,2,4,8,16,32,64")
-    e.add_argument("--prompt-len", type=positive("--prompt-len"))
-    e.add_argument("--gen-len", type=positive("--gen-len"))
-    e.add_argument("--max-group-size", type=positive("--max-group-size"), default=64, help="B")
-    e.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait")
-    e.add_argument("--replicas", type=positive("--replicas"), help="default: memory-matched")
-    e.add_argument("--repeat", type=positive("--repeat"), help="runs of the batched modes (median kept)")
-    e.add_argument("--seed", type=int, default=0)
     e.add_argument("--backends", type=csv, help="opt-in: ray,http (slower: a local Ray cluster, Serve)")
     e.add_argument("--ruler-tasks", type=csv, help="RULER task names or families (default: all)")
     e.add_argument("--ruler-examples", type=positive("--ruler-examples"), help="examples per task")
@@ -104,46 +76,47 @@ def _add_eval_parser(sub) -> None:
     e.add_argument("--ruler-gen-len", type=positive("--ruler-gen-len"), help="cap on each task's generation")
     e.add_argument("--quality-configs", type=csv, help="NLL/drift configurations, or 'all'")
     e.add_argument("--quality-tokens", type=positive("--quality-tokens"), help="held-out tokens per stream")
-    e.add_argument("--address", help="Ray cluster address (ray/http backends)")
-    e.add_argument("--workers", type=positive("--workers"), default=1, help="worker actors (ray/http)")
-    e.add_argument("--rounds-per-call", type=positive("--rounds-per-call"), default=64)
-    e.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"),
-                   help="device slots per worker; the Ray sweep goes past them (spill)")
-    e.add_argument("--quantum-steps", type=positive("--quantum-steps"))
-    e.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
-    add_model_flags(e)
+    add_workload_flags(e, preset=True)
+    add_config_flags(e)
+    e.set_defaults(max_states_per_worker=None)     # the preset's (the Ray sweep goes past them: spill)
+
+
+def bench_options(args) -> BenchOptions:
+    return BenchOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchOptions)
+                           if f.name != "skip"}, skip=tuple(args.skip or ()))
 
 
 def _bench(args) -> int:
-    if args.wait_budget < 0:
-        return _fail("rwttt: error: --wait-budget must be >= 0", 2)
-    if args.tenants and args.backend != "ray":
+    opts, config = bench_options(args), config_from(args)
+    if opts.tenants and opts.backend != "ray":
         return _fail("rwttt: error: --tenants needs --backend ray", 2)
-    model = config_from(args).load_model()
-    if args.prompt_len + args.gen_len > model.max_seq_len:
-        return _fail(f"rwttt: error: prompt ({args.prompt_len}) + gen ({args.gen_len}) exceeds the model's "
+    model = config.model.load_model()
+    if opts.prompt_len + opts.gen_len > model.max_seq_len:
+        return _fail(f"rwttt: error: prompt ({opts.prompt_len}) + gen ({opts.gen_len}) exceeds the model's "
                      f"context limit {model.max_seq_len}", 2)
-    if args.tenants:
+    if opts.tenants:
         from rwttt_ray.bench.tenants import run_tenants
 
-        return run_tenants(args, model)
+        return run_tenants(config, opts, model)
     from rwttt_ray.bench.inproc import run_inproc
 
     extra = {}
-    if args.backend != "inproc":
+    if opts.backend != "inproc":
         from rwttt_ray.bench.backends import backend_modes
 
-        extra = backend_modes(args)
-    doc = run_inproc(model, args, extra)
+        extra = backend_modes(config, opts)
+    doc = run_inproc(model, config.batching, opts, extra)
     return 0 if doc["gates"].get("passed") else 3
 
 
 def _eval(args) -> int:
     from rwttt_ray.bench.eval import run_eval
-    from rwttt_ray.bench.eval_options import resolve
+    from rwttt_ray.bench.eval_options import fill_preset, resolve
 
-    opts = resolve(args)      # first: it fills preset values the Ray modes read into args
-    doc = run_eval(config_from(args).load_model(), opts, args)
+    fill_preset(args)          # first: the preset's slots and repeats where the flags left them unset
+    config = config_from(args)
+    opts = resolve(args, config)
+    doc = run_eval(config.model.load_model(), opts, config)
     return 0 if doc["gates"]["passed"] else 3
 
 

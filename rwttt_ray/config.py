@@ -1,12 +1,24 @@
-"""RwtttConfig: the one validated configuration of rwttt-ray (model, TTT, batching, cluster).
+"""RwtttConfig: the one validated configuration of rwttt-ray, made of four sub-configs.
 
-The CLI, the Ray actors and the Serve app all build one of these; core classes receive only
-the values they use, by name. `load_model()` turns the model part into a TTTModel.
+`model` (ModelConfig: checkpoint, TTT overrides, dtype, device, context, chat template, seed),
+`batching` (BatchingConfig: slots, B, w, k, quantum, admission, policies), `cluster`
+(ClusterConfig: workers, autoscaling, placement, Ray address, Redis, resources) and `service`
+(ServiceConfig: session TTL, tenant limits). Every knob has ONE name, unique across the
+sub-configs, used as the field, the flag (`--max-group-size`) and the parameter; so
+`config.replace(workers=2, rounds_per_call=4)` finds each knob's sub-config by its name.
+
+Construction validates values only (pure: a config can be built anywhere); `check_environment()`
+checks what the machine must have (CUDA, the model dir, the template file), where the config is
+used to load a model or start a cluster. `ModelConfig.load_model()` turns the model part into a
+TTTModel.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -20,12 +32,24 @@ from rwttt_ray.ttt.settings import TARGETS, resolve_settings
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
-POLICY_NAMES = {"grouping_policy": GROUPING_NAMES, "placement_policy": PLACEMENT_NAMES,
-                "eviction_policy": EVICTION_NAMES, "fairness_policy": FAIRNESS_NAMES}
+DEFAULT_SEED = 1234          # the built-in model's weights when no seed is given
 
 
-@dataclass(frozen=True)
-class RwtttConfig:
+def _at_least(obj, least: float, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value < least:
+            label = re.sub(r"_(steps|ms|s)$", "", name).replace("_", " ")
+            raise ValueError(f"{label} must be >= {least:g}, got {value}")
+
+
+def _one_of(obj, name: str, choices) -> None:
+    if getattr(obj, name) not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(obj, name)!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
     model: str | None = None
     """Local checkpoint dir (official In-Place-TTT layout or plain Qwen3/Llama); None = built-in tiny model."""
     ttt_layers: tuple[int, ...] | None = None
@@ -36,11 +60,13 @@ class RwtttConfig:
     """Override: eta."""
     ttt_target: str | None = None
     """Override: 'hidden_states' or 'input_embed'."""
-    dtype: str = "float32"
-    """Compute dtype ('auto': the checkpoint's); fast weights are always fp32."""
     ttt_init: str = "checkpoint"
     """TTT conv/projection: the checkpoint's tensors ('checkpoint'; missing ones are an error) or
     seeded random ones where the checkpoint lacks them ('random')."""
+    dtype: str = "float32"
+    """Compute dtype ('auto': the checkpoint's); fast weights are always fp32."""
+    device: str = "cpu"
+    """'cpu' or 'cuda'."""
     max_model_len: int | None = None
     """Context served (prompt + generated), at most the model's; None = the model's."""
     chat_template: str | None = None
@@ -48,67 +74,34 @@ class RwtttConfig:
     generation_config: str = "auto"
     """Default sampling and EOS ids: 'auto' (the model dir's generation_config.json), 'vllm'
     (none: the server's defaults) or a folder holding a generation_config.json."""
-    device: str = "cpu"
-    """'cpu' or 'cuda'."""
-    max_states_per_worker: int = 64
-    """Owners a worker holds in device slots at once."""
-    max_group_size: int = 64
-    """B: target group size."""
-    wait_budget_steps: int = 0
-    """w: steps a ready step may wait for partners; 0 = greedy."""
-    align_rounds: int | None = None
-    """READ rounds an owner at a WRITE boundary may sit out so owners that arrived apart WRITE
-    together (phases stay long); None = C/2, 0 = never."""
-    admit_window_ms: float = 10.0
-    """An idle worker woken by a new turn starts its first phase once no other turn arrived for
-    this long (ten windows at most), so a burst of requests starts in step; 0 = at once."""
-    session_ttl_s: float = 3600.0
-    """Seconds a session may stay idle (no turn running) before it expires and its slots are freed."""
-    seed: int = 1234
-    """Seed of the built-in model's weights."""
-    grouping_policy: str = "greedy"
-    """'greedy', 'wait_budget' or 'skew_aware'; greedy with wait_budget_steps > 0 waits as wait_budget does."""
-    placement_policy: str = "least_loaded"
-    """Worker for a new owner: 'least_loaded' (= 'spread'), 'pack' or 'affinity' (stay where the state is)."""
-    eviction_policy: str = "lru"
-    """Who holds device slots when short: 'lru' or 'tenant_lru' (by tenant weight)."""
-    fairness_policy: str = "vtc"
-    """Order across tenants: 'vtc' (virtual token counter, weighted) or 'fcfs'."""
-    extra: dict = field(default_factory=dict)
+    seed: int | None = None
+    """Seed of the built-in weights and of --ttt-init random (None: 1234), and of HTTP requests
+    sent without one (None: unseeded)."""
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_CHOICES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {self.dtype!r}")
-        if self.ttt_init not in TTT_INITS:
-            raise ValueError(f"ttt init must be one of {', '.join(TTT_INITS)}, got {self.ttt_init!r}")
-        if self.max_model_len is not None and self.max_model_len < 2:
-            raise ValueError(f"max model len must be >= 2, got {self.max_model_len}")
-        if self.chat_template is not None and not os.path.isfile(self.chat_template):
-            raise ValueError(f"chat template file {self.chat_template!r} does not exist")
-        if self.generation_config not in ("auto", "vllm") and not os.path.isdir(self.generation_config):
-            raise ValueError(f"generation config must be 'auto', 'vllm' or a folder, got {self.generation_config!r}")
-        if self.ttt_chunk is not None and self.ttt_chunk < 1:
-            raise ValueError(f"chunk size must be >= 1, got {self.ttt_chunk}")
-        if self.ttt_target is not None and self.ttt_target not in TARGETS:
-            raise ValueError(f"ttt target must be one of {TARGETS}, got {self.ttt_target!r}")
-        for name in ("max_states_per_worker", "max_group_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.wait_budget_steps < 0:
-            raise ValueError(f"wait budget must be >= 0, got {self.wait_budget_steps}")
-        if not self.session_ttl_s > 0:
-            raise ValueError(f"session ttl must be > 0 s, got {self.session_ttl_s}")
-        if self.admit_window_ms < 0:
-            raise ValueError(f"admit window must be >= 0 ms, got {self.admit_window_ms}")
-        if self.align_rounds is not None and self.align_rounds < 0:
-            raise ValueError(f"align rounds must be >= 0, got {self.align_rounds}")
+        if self.ttt_layers is not None:
+            object.__setattr__(self, "ttt_layers", tuple(self.ttt_layers))    # a YAML list
+        _one_of(self, "dtype", DTYPE_CHOICES)
+        _one_of(self, "ttt_init", TTT_INITS)
+        _at_least(self, 2, "max_model_len")
+        _at_least(self, 1, "ttt_chunk")
+        if self.ttt_target is not None:
+            _one_of(self, "ttt_target", TARGETS)
+
+    def check_environment(self) -> None:
+        """What this machine must have to load the model (ValueError naming what is missing)."""
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for but no CUDA device is available")
         if self.model is not None and not os.path.isdir(self.model):
             raise ValueError(f"model dir {self.model!r} does not exist")
-        for name, choices in POLICY_NAMES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.chat_template is not None and not os.path.isfile(self.chat_template):
+            raise ValueError(f"chat template file {self.chat_template!r} does not exist")
+        if self.generation_config not in ("auto", "vllm") and not os.path.isdir(self.generation_config):
+            raise ValueError(f"generation config must be 'auto', 'vllm' or a folder, got {self.generation_config!r}")
+
+    @property
+    def weights_seed(self) -> int:
+        return DEFAULT_SEED if self.seed is None else self.seed
 
     def ttt_overrides(self) -> dict:
         return {"layers": self.ttt_layers, "chunk": self.ttt_chunk, "lr": self.ttt_lr, "target": self.ttt_target}
@@ -122,9 +115,10 @@ class RwtttConfig:
 
     def load_model(self) -> TTTModel:
         """The model this config names, on its device and dtype (raises ModelError/ValueError)."""
+        self.check_environment()
         dtype = self.torch_dtype
         if self.model is None:
-            model = build_default_model(seed=self.seed)
+            model = build_default_model(seed=self.weights_seed)
             try:
                 settings, _ = resolve_settings(model.settings, self.ttt_overrides(), model.hf.config.num_hidden_layers,
                                                "the built-in model")
@@ -132,7 +126,7 @@ class RwtttConfig:
                 raise ModelError(str(exc)) from None
             model = model.with_settings(settings)
         else:
-            model = load_model(self.model, self.ttt_overrides(), seed=self.seed, ttt_init=self.ttt_init)
+            model = load_model(self.model, self.ttt_overrides(), seed=self.weights_seed, ttt_init=self.ttt_init)
         if self.max_model_len is not None:
             if self.max_model_len > model.max_seq_len:
                 raise ModelError(f"--max-model-len {self.max_model_len} is over the model's context "
@@ -144,4 +138,146 @@ class RwtttConfig:
         return model
 
 
-__all__ = ["RwtttConfig", "ModelError"]
+@dataclass(frozen=True, kw_only=True)
+class BatchingConfig:
+    max_states_per_worker: int = 64
+    """Device slots per worker: owners it holds at once; more spill to the host tier."""
+    max_group_size: int = 64
+    """B: target (and largest) group size."""
+    wait_budget_steps: int = 0
+    """w: steps a ready step may wait for partners; 0 = greedy."""
+    align_rounds: int | None = None
+    """READ rounds an owner at a WRITE boundary may sit out so owners that arrived apart WRITE
+    together (phases stay long); None = C/2, 0 = never."""
+    rounds_per_call: int = 64
+    """k: most READ rounds one worker call (a phase) runs before the scheduler replans."""
+    quantum_steps: int | None = None
+    """Rounds a resident may keep its slot while others wait for one (spill rotation); None = no rotation."""
+    admit_window_ms: float = 10.0
+    """An idle worker woken by a new turn starts its first phase once no other turn arrived for
+    this long (ten windows at most), so a burst of requests starts in step; 0 = at once."""
+    grouping_policy: str = "greedy"
+    """'greedy', 'wait_budget' or 'skew_aware'; greedy with wait_budget_steps > 0 waits as wait_budget does."""
+    eviction_policy: str = "lru"
+    """Who holds device slots when short: 'lru' or 'tenant_lru' (by tenant weight)."""
+    fairness_policy: str = "vtc"
+    """Order across tenants: 'vtc' (virtual token counter, weighted) or 'fcfs'."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "max_states_per_worker", "max_group_size", "rounds_per_call", "quantum_steps")
+        _at_least(self, 0, "wait_budget_steps", "align_rounds", "admit_window_ms")
+        _one_of(self, "grouping_policy", GROUPING_NAMES)
+        _one_of(self, "eviction_policy", EVICTION_NAMES)
+        _one_of(self, "fairness_policy", FAIRNESS_NAMES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    workers: int = 1
+    """Worker actors at start (each a model copy, 1 CPU or 1 GPU)."""
+    min_workers: int | None = None
+    """Autoscaling: fewest workers (default 1); needs max_workers."""
+    max_workers: int | None = None
+    """Autoscaling: most workers; None = a fixed worker count."""
+    scale_interval_s: float = 0.5
+    """Autoscaling: seconds between two looks at the queue."""
+    autoscale: dict = field(default_factory=dict)
+    """Autoscaling: QueueDepthAutoscaler options (upscale_after_steps, high_occupancy, ...)."""
+    placement_policy: str = "least_loaded"
+    """Worker for a new owner: 'least_loaded' (= 'spread'), 'pack' or 'affinity' (stay where the state is)."""
+    address: str | None = None
+    """Ray cluster to join (else RAY_ADDRESS, else a local one)."""
+    redis_url: str | None = None
+    """The state directory's Redis (else RWTTT_REDIS_URL, else a private redis-server)."""
+    worker_cpus: float = 1.0
+    """CPUs each worker actor takes (device cpu)."""
+    threads_per_worker: int | None = None
+    """Torch threads per worker; None = the cores shared out among the workers."""
+    worker_resources: tuple[dict, ...] = ()
+    """Custom Ray resources per worker (one dict each, in order): pins workers to nodes."""
+    scheduler_resources: dict = field(default_factory=dict)
+    """Custom Ray resources of the scheduler actor."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "worker_resources", tuple(self.worker_resources))
+        _at_least(self, 1, "workers", "min_workers", "max_workers", "threads_per_worker")
+        if not self.scale_interval_s > 0 or self.worker_cpus < 0:
+            raise ValueError(f"scale interval must be > 0 s and worker cpus >= 0, got "
+                             f"{self.scale_interval_s}, {self.worker_cpus}")
+        _one_of(self, "placement_policy", PLACEMENT_NAMES)
+        if self.max_workers is None and (self.min_workers is not None or self.autoscale):
+            raise ValueError("autoscaling needs max_workers")
+        if self.max_workers is not None and self.start_workers > self.max_workers:
+            raise ValueError(f"workers={self.start_workers} (or min_workers) must be <= max_workers={self.max_workers}")
+
+    @property
+    def start_workers(self) -> int:
+        """Workers started with the cluster: `workers`, at least `min_workers`."""
+        return max(self.workers, self.min_workers or 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    session_ttl_s: float = 3600.0
+    """Seconds a session may stay idle (no turn running) before it expires and its slots are freed."""
+    tenant_limits: dict = field(default_factory=dict)
+    """tenant -> {weight, max_sessions, max_active, tokens_per_minute} (API keys add theirs)."""
+
+    def __post_init__(self) -> None:
+        if not self.session_ttl_s > 0:
+            raise ValueError(f"session ttl must be > 0 s, got {self.session_ttl_s}")
+
+
+SECTIONS = {"model": ModelConfig, "batching": BatchingConfig, "cluster": ClusterConfig, "service": ServiceConfig}
+KNOBS = {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+assert len(KNOBS) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "a knob name is not unique"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RwtttConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+
+    @classmethod
+    def of(cls, **knobs: Any) -> "RwtttConfig":
+        """The defaults with `knobs` (any sub-config's, by name): RwtttConfig.of(ttt_chunk=8, workers=2)."""
+        return cls().replace(**knobs)
+
+    def replace(self, **knobs: Any) -> "RwtttConfig":
+        """A copy with `knobs` changed, each in the sub-config that holds it."""
+        unknown = sorted(set(knobs) - set(KNOBS))
+        if unknown:
+            raise TypeError(f"unknown config knobs {unknown}")
+        parts = {s: {k: v for k, v in knobs.items() if KNOBS[k] == s} for s in SECTIONS}
+        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **kw)
+                                            for s, kw in parts.items() if kw})
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "RwtttConfig":
+        """From {'model': {...}, 'batching': {...}, 'cluster': {...}, 'service': {...}} (Serve
+        args, YAML); an unknown section or knob is a ValueError naming it."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"config: unknown sections {unknown}; known: {sorted(SECTIONS)}")
+        parts = {}
+        for section, values in data.items():
+            names = {f.name for f in dataclasses.fields(SECTIONS[section])}
+            bad = sorted(set(values or {}) - names)
+            if bad:
+                raise ValueError(f"config.{section}: unknown knobs {bad}; known: {sorted(names)}")
+            parts[section] = SECTIONS[section](**(values or {}))
+        return cls(**parts)
+
+    def to_dict(self) -> dict:
+        """The nested plain dict from_dict reads back."""
+        return dataclasses.asdict(self)
+
+    def check_environment(self) -> None:
+        """What this machine must have to load the model and start workers here."""
+        self.model.check_environment()
+
+
+__all__ = ["RwtttConfig", "ModelConfig", "BatchingConfig", "ClusterConfig", "ServiceConfig", "ModelError", "KNOBS"]

@@ -1,6 +1,8 @@
 """Command-line flags shared by `rwttt bench`, `serve` and `eval`: value parsers that refuse
-bad input in one line, the model and scheduler flag groups, and the help format (every
-default shown); `config_from` builds the one RwtttConfig of parsed flags."""
+bad input in one line, the flag groups (model, batching, cluster, service, bench workload),
+each declared once, and the help format (every default shown). A config flag's dest is its
+knob's name in RwtttConfig, so `config_from` builds the one config of parsed flags by name.
+Light on purpose (no torch): the defaults written here are the config's (a test checks)."""
 from __future__ import annotations
 
 import argparse
@@ -79,41 +81,108 @@ def weights(text: str) -> tuple[float, float]:
     return values
 
 
-def add_model_flags(p: argparse.ArgumentParser, dtype: str = "float32") -> None:
-    p.add_argument("--model", help="local checkpoint dir (default: the built-in tiny random model)")
-    p.add_argument("--ttt-layers", type=layers, help="comma-separated TTT layer indices (must exist)")
-    p.add_argument("--chunk", type=positive("--chunk"), help="TTT chunk size C")
-    p.add_argument("--ttt-lr", type=float, help="TTT learning rate eta")
-    p.add_argument("--ttt-target", choices=("hidden_states", "input_embed"), help="source of the TTT values V")
-    p.add_argument("--ttt-init", default="checkpoint", choices=("checkpoint", "random"),
+TRACES = ("uniform", "staggered", "all_update", "mixed", "poisson", "bursty")   # rwttt_ray.bench.traces
+POLICIES = {"grouping_policy": ("greedy", "wait_budget", "skew_aware"), "eviction_policy": ("lru", "tenant_lru"),
+            "fairness_policy": ("vtc", "fcfs"), "placement_policy": ("least_loaded", "spread", "pack", "affinity")}
+CONFIG_GROUPS = ("model", "batching", "cluster", "service")
+
+
+def add_model_flags(p: argparse.ArgumentParser, dtype: str = "float32", seed: bool = False) -> None:
+    """ModelConfig's knobs (vLLM's names where vLLM has one); `seed`: --seed is the model's
+    (serve; in bench and eval --seed is the workload's)."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="local checkpoint dir (default: the built-in tiny random model)")
+    g.add_argument("--ttt-layers", type=layers, help="comma-separated TTT layer indices (must exist)")
+    g.add_argument("--ttt-chunk", type=positive("--ttt-chunk"), help="TTT chunk size C (default: the checkpoint's)")
+    g.add_argument("--ttt-lr", type=float, help="TTT learning rate eta")
+    g.add_argument("--ttt-target", choices=("hidden_states", "input_embed"), help="source of the TTT values V")
+    g.add_argument("--ttt-init", default="checkpoint", choices=("checkpoint", "random"),
                    help="TTT conv/projection: the checkpoint's (missing ones are an error) or seeded random ones")
-    p.add_argument("--dtype", default=dtype, choices=("auto", "float32", "bfloat16", "float16"),
+    g.add_argument("--dtype", default=dtype, choices=("auto", "float32", "bfloat16", "float16"),
                    help="compute dtype ('auto': the checkpoint's); fast weights are always float32")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--max-model-len", type=positive("--max-model-len", 2),
+                   help="context served (prompt + generated), at most the model's (default: the model's)")
+    g.add_argument("--chat-template", help="Jinja chat template file overriding the tokenizer's own")
+    g.add_argument("--generation-config", default="auto",
+                   help="'auto' (the model's generation_config.json), 'vllm' (none) or a folder holding one")
+    if seed:
+        g.add_argument("--seed", dest="model_seed", type=int, metavar="SEED",
+                       help="seed of the built-in weights (default 1234), of --ttt-init random, and of requests "
+                            "sent without one")
 
 
-def add_scheduler_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--align-rounds", type=non_negative("--align-rounds"),
+def add_batching_flags(p: argparse.ArgumentParser) -> None:
+    """BatchingConfig's knobs: slots, B, w, alignment, k, quantum, admission, policies."""
+    g = p.add_argument_group("batching")
+    g.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"), default=64,
+                   help="device slots per worker; more owners than slots spill to the host tier")
+    g.add_argument("--max-group-size", type=positive("--max-group-size"), default=64, help="B: most owners in one group")
+    g.add_argument("--wait-budget-steps", type=int, default=0, help="w: steps a ready step may wait for partners")
+    g.add_argument("--align-rounds", type=non_negative("--align-rounds"),
                    help="READ rounds an owner at a WRITE boundary may sit out so owners that arrived apart "
                         "WRITE together (ray/http; default C/2, 0 = never)")
-    p.add_argument("--admit-window-ms", type=float, default=10.0,
+    g.add_argument("--rounds-per-call", type=positive("--rounds-per-call"), default=64,
+                   help="k: most READ rounds one worker call runs (ray/http)")
+    g.add_argument("--quantum-steps", type=positive("--quantum-steps"),
+                   help="rounds a resident may keep its slot while others wait (spill rotation)")
+    g.add_argument("--admit-window-ms", type=float, default=10.0,
                    help="an idle worker starts once no request arrived for this long (ray/http; 0 = at once)")
+    for name, default in (("grouping_policy", "greedy"), ("eviction_policy", "lru"), ("fairness_policy", "vtc")):
+        g.add_argument(f"--{name.replace('_', '-')}", default=default, choices=POLICIES[name])
+
+
+def add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    """ClusterConfig's knobs (autoscaling, resources per actor: in the config, not flags)."""
+    g = p.add_argument_group("cluster")
+    g.add_argument("--workers", type=positive("--workers"), default=1, help="worker actors (each a model copy)")
+    g.add_argument("--min-workers", type=positive("--min-workers"), help="autoscaling: fewest workers (default 1)")
+    g.add_argument("--max-workers", type=positive("--max-workers"), help="autoscaling: most workers (default: off)")
+    g.add_argument("--scale-interval-s", type=float, default=0.5, help="autoscaling: seconds between two looks")
+    g.add_argument("--placement-policy", default="least_loaded", choices=POLICIES["placement_policy"])
+    g.add_argument("--address", help="Ray cluster address; default: RAY_ADDRESS or a local cluster")
+    g.add_argument("--redis-url", help="the state directory's Redis (else RWTTT_REDIS_URL, else a private "
+                                       "redis-server that ends with this process, sessions with it)")
+    g.add_argument("--worker-cpus", type=float, default=1.0, help="CPUs per worker actor (device cpu)")
+    g.add_argument("--threads-per-worker", type=positive("--threads-per-worker"),
+                   help="torch threads per worker (default: the cores shared out)")
+
+
+def add_service_flags(p: argparse.ArgumentParser) -> None:
+    """ServiceConfig's knobs (tenant limits come with the API keys)."""
+    g = p.add_argument_group("service")
+    g.add_argument("--session-ttl-s", type=float, default=3600.0,
+                   help="seconds a session may stay idle before it expires (a session's own ttl_s overrides)")
+
+
+def add_config_flags(p: argparse.ArgumentParser, dtype: str = "float32", seed: bool = False) -> None:
+    """Every RwtttConfig flag group."""
+    add_model_flags(p, dtype=dtype, seed=seed)
+    add_batching_flags(p)
+    add_cluster_flags(p)
+    add_service_flags(p)
+
+
+def add_workload_flags(p: argparse.ArgumentParser, preset: bool = False) -> None:
+    """The bench workload (`rwttt bench`, `rwttt eval`); `preset`: unset flags take eval's preset."""
+    dflt = (lambda value: None) if preset else (lambda value: value)   # noqa: E731
+    g = p.add_argument_group("workload")
+    g.add_argument("--trace", default="uniform", choices=TRACES, help="arrival and length pattern of the owners")
+    g.add_argument("--owners", type=positive("--owners"), default=dflt(8), help="owners (streams)")
+    g.add_argument("--prompt-len", type=positive("--prompt-len"), default=dflt(128))
+    g.add_argument("--gen-len", type=positive("--gen-len"), default=dflt(128))
+    g.add_argument("--seed", type=int, default=0, help="seed of the workload")
+    g.add_argument("--repeat", type=positive("--repeat"), default=dflt(3),
+                   help="runs of the batched modes (interleaved; the median is reported)")
+    g.add_argument("--replicas", type=positive("--replicas"), help="per-stream replica processes (default: "
+                                                                   "memory-matched in eval, min(owners, cores) in bench)")
+    g.add_argument("--step-ms", type=float, default=3.0, help="ms per arrival step of non-uniform traces (ray/http)")
 
 
 def config_from(args) -> "RwtttConfig":
-    """The one RwtttConfig of parsed flags (bench, serve, eval): the CLI builds it once."""
-    from rwttt_ray.config import RwtttConfig
+    """The one RwtttConfig of parsed flags (bench, serve, eval): each flag's dest is its knob's name."""
+    from rwttt_ray.config import KNOBS, RwtttConfig
 
-    seed = getattr(args, "seed", None) if args.command == "serve" else None
-    return RwtttConfig(model=args.model, ttt_layers=args.ttt_layers, ttt_chunk=args.chunk, ttt_lr=args.ttt_lr,
-                       ttt_target=args.ttt_target, dtype=args.dtype, device=args.device, ttt_init=args.ttt_init,
-                       max_model_len=getattr(args, "max_model_len", None),
-                       chat_template=getattr(args, "chat_template", None),
-                       generation_config=getattr(args, "generation_config", "auto"),
-                       session_ttl_s=getattr(args, "session_ttl_s", 3600.0),
-                       **({"seed": seed} if seed is not None else {}),
-                       max_group_size=getattr(args, "max_group_size", 64),
-                       max_states_per_worker=getattr(args, "max_states_per_worker", 64),
-                       wait_budget_steps=getattr(args, "wait_budget", 0),
-                       align_rounds=getattr(args, "align_rounds", None),
-                       admit_window_ms=getattr(args, "admit_window_ms", 10.0))
+    names = {**{k: k for k in KNOBS if k != "seed"}, "model_seed": "seed"}   # --seed: the workload's, or serve's
+    return RwtttConfig.of(**{knob: getattr(args, dest) for dest, knob in names.items()
+                             if getattr(args, dest, None) is not None})

@@ -1,7 +1,8 @@
 """`rwttt serve`: local Ray, a private Redis, the model, and the HTTP API on one loopback port.
 
 It speaks `vllm serve`: a positional MODEL (or --model), --served-model-name, --api-key,
---max-model-len, --dtype auto, --chat-template, --generation-config, --seed, --log-level.
+--max-model-len, --dtype auto, --chat-template, --generation-config, --seed, --log-level; the
+config's flag groups are bench's and eval's (rwttt_ray/flags.py).
 Before anything starts, the model, tokenizer, template and keys are checked (a bad one is one
 line and a non-zero exit), and one line says what is served with which settings. On SIGTERM or
 Ctrl-C it drains, then stops everything it started whatever the drain did: the service manager
@@ -15,11 +16,10 @@ import threading
 from typing import TYPE_CHECKING
 
 from rwttt_ray.app import SERVICE_NAME, app_args
-from rwttt_ray.flags import VERSION, add_model_flags, add_scheduler_flags, positive
+from rwttt_ray.flags import VERSION, add_config_flags, positive
 
 if TYPE_CHECKING:
     from rwttt_ray.config import RwtttConfig
-
 
 
 def add_serve_parser(sub) -> None:
@@ -36,29 +36,11 @@ def add_serve_parser(sub) -> None:
     sv.add_argument("--api-keys", help="JSON file (or string) of API keys -> tenants and quotas")
     sv.add_argument("--metrics-key", help="the operator's key for /metrics (else RWTTT_METRICS_KEY); with API keys "
                                           "and no metrics key, /metrics is refused")
-    sv.add_argument("--redis-url", help="the state directory's Redis (else RWTTT_REDIS_URL, else a private "
-                                        "redis-server that ends with this process, sessions with it)")
-    sv.add_argument("--max-model-len", type=positive("--max-model-len", 2),
-                    help="context served (prompt + generated), at most the model's (default: the model's)")
-    sv.add_argument("--chat-template", help="Jinja chat template file overriding the tokenizer's own")
-    sv.add_argument("--generation-config", default="auto",
-                    help="'auto' (the model's generation_config.json), 'vllm' (none) or a folder holding one")
-    sv.add_argument("--seed", type=int,
-                    help="seed of the built-in weights, of --ttt-init random, and of requests sent without one")
     sv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error", "critical"),
                     help="log level of rwttt and Ray Serve")
-    sv.add_argument("--session-ttl-s", type=float, default=3600.0,
-                    help="seconds a session may stay idle before it expires (a session's own ttl_s overrides)")
-    sv.add_argument("--workers", type=positive("--workers"), default=1, help="worker actors (each a model copy)")
-    sv.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"), default=64,
-                    help="device slots per worker; more owners than slots spill to the host tier")
-    sv.add_argument("--max-group-size", type=positive("--max-group-size"), default=64,
-                    help="B: most owners in one group")
-    sv.add_argument("--wait-budget", type=int, default=0, help="w: steps a ready step may wait for partners")
     sv.add_argument("--grace-s", type=float, default=20.0,
                     help="on Ctrl-C/SIGTERM: seconds to finish running turns and spill sessions")
-    add_scheduler_flags(sv)
-    add_model_flags(sv, dtype="auto")
+    add_config_flags(sv, dtype="auto", seed=True)
 
 
 def resolve_serve_args(args):
@@ -75,12 +57,13 @@ def startup_line(config: RwtttConfig, names) -> str:
     """What will be served, checked before Ray starts (a bad model, tokenizer or template fails here)."""
     from rwttt_ray.api.served import served_model
 
-    model = config.load_model()
-    served = served_model(config, names)
-    template = f"chat template {config.chat_template}" if config.chat_template else (
+    model = config.model.load_model()
+    served = served_model(config.model, names)
+    template = f"chat template {config.model.chat_template}" if config.model.chat_template else (
         "chat template: the tokenizer's" if getattr(served.codec.tokenizer, "chat_template", None)
         else "chat template: built-in (byte tokenizer)")
-    return (f"rwttt-ray: serving {served.name!r}: {model.describe(config.device, config.max_states_per_worker)}; "
+    described = model.describe(config.model.device, config.batching.max_states_per_worker)
+    return (f"rwttt-ray: serving {served.name!r}: {described}; "
             f"eos ids {list(served.eos_ids)}; {served.defaults.describe()}; {template}")
 
 
@@ -92,10 +75,11 @@ def serve_main(args, config: RwtttConfig) -> int:
     from rwttt_ray.app import build_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    a = app_args(args, config)
-    load_keys(a["api_keys"])                     # a bad key file fails here, in one line
+    keys = {args.api_key: {"tenant": "default"}} if args.api_key else args.api_keys
+    a = app_args(config, api_keys=keys, served_model_name=args.served_model_name, metrics_key=args.metrics_key)
+    load_keys(keys)                              # a bad key file fails here, in one line
     print(startup_line(config, args.served_model_name), flush=True)
-    init_ray(host=args.host)
+    init_ray(config.cluster.address, host=args.host)
     summary: dict | None = None
     try:
         logging_config = {"log_level": args.log_level.upper()}

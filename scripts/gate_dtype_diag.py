@@ -5,7 +5,7 @@ prints, per comparison, the token match and the largest |logit difference| up to
 part (the bench's own `token_match` / `max_logit_diff`), plus the fast-weight delta error:
 
   rwttt16 vs seq16        the bench's gate in the low dtype
-  static_b16 vs static1   TTT off, batched engine vs batch-1 HF forward: no TTT code at all, so
+  static_b16 vs static1   TTT off, the batched loop vs batch-1 HF forward: no TTT code at all, so
                           this is the dtype's batching noise floor
   seq16 vs seq32          the reference's own low-precision error against fp32
   rwttt16 vs seq32        RW-TTT's low-precision error against fp32 (same size as the line above
@@ -29,16 +29,16 @@ import torch  # noqa: E402
 from rwttt_ray.bench import modes  # noqa: E402
 from rwttt_ray.bench.gates import max_logit_diff, token_match  # noqa: E402
 from rwttt_ray.bench.traces import make_trace  # noqa: E402
-from rwttt_ray.config import RwtttConfig  # noqa: E402
+from rwttt_ray.config import ModelConfig  # noqa: E402
 from rwttt_ray.ttt.baselines import static_model  # noqa: E402
-from rwttt_ray.ttt.engine import Engine  # noqa: E402
+from rwttt_ray.ttt.local import LocalLoop  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def static_batched(model, trace) -> modes.ModeResult:
-    eng = Engine(static_model(model), max_owners=len(trace.requests), record_logits=True)
-    return modes.run_engine_mode("static_b", eng, trace)
+    loop = LocalLoop(model=static_model(model), max_states=len(trace.requests), record_logits=True)
+    return modes.run_loop_mode("static_b", loop, trace)
 
 
 def delta_err(a: modes.ModeResult, b: modes.ModeResult) -> float | None:
@@ -103,7 +103,7 @@ def main() -> int:
     p.add_argument("--no-fp32-rwttt", action="store_true", help="skip the fp32 RW-TTT run")
     p.add_argument("--json")
     args = p.parse_args()
-    model = RwtttConfig(model=args.model, ttt_chunk=args.chunk, dtype="float32", device=args.device).load_model()
+    model = ModelConfig(model=args.model, ttt_chunk=args.chunk, dtype="float32", device=args.device).load_model()
     trace = make_trace(args.trace, args.streams, args.prompt_len, args.gen_len, model.settings.chunk, args.seed)
     print(f"model {model.name}, {model.settings}, device {args.device}, streams {args.streams}, "
           f"prompt {args.prompt_len}, gen {args.gen_len}, tf32 matmul {torch.backends.cuda.matmul.allow_tf32}, "

@@ -3,7 +3,7 @@
     python3 scripts/gpu_bench.py [--no-warmup] -- bench --backend inproc --device cuda --dtype bfloat16 ...
 
 Everything after `--` is passed to `rwttt` unchanged. Before the first timed mode it runs one short
-owner through the sequential reference and two through the engine (TTT on and off, one WRITE
+owner through the sequential reference and two through the serving loop (TTT on and off, one WRITE
 each), so CUDA context, cuBLAS handles and kernel loading are not charged to `sequential`, which
 runs first. After the run it prints torch.cuda.max_memory_allocated/reserved over the timed modes
 and adds them (and the GPU's name) to the --json file.
@@ -25,7 +25,7 @@ from rwttt_ray.cli import main as rwttt_main  # noqa: E402
 
 def warmup(model) -> float:
     from rwttt_ray.ttt.baselines import static_model
-    from rwttt_ray.ttt.engine import Engine
+    from rwttt_ray.ttt.local import LocalLoop
     from rwttt_ray.ttt.reference import SequentialReference
     from rwttt_ray.ttt.sampling import Request
 
@@ -34,7 +34,7 @@ def warmup(model) -> float:
     reqs = [Request(f"warm{i}", tuple(40 + (i + j) % 50 for j in range(c + 3)), 4) for i in range(2)]
     SequentialReference(model, record_logits=True).run(reqs[0])
     for m in (model, static_model(model)):
-        Engine(m, max_owners=2, record_logits=True, keep_state=True).run(reqs)
+        LocalLoop(model=m, max_states=2, record_logits=True, keep_state=True).run(reqs)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -48,12 +48,12 @@ def main() -> int:
         argv = argv[argv.index("--") + 1:]
     original = inproc.run_inproc
 
-    def run_inproc(model, args, extra_modes=None):
+    def run_inproc(model, batching, opts, extra_modes=None):
         if do_warm:
             print(f"warm-up {warmup(model):.1f} s (not timed)", flush=True)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        return original(model, args, extra_modes)
+        return original(model, batching, opts, extra_modes)
 
     inproc.run_inproc = run_inproc
     t0 = time.perf_counter()

@@ -34,7 +34,7 @@ def main() -> None:
     init_ray(num_cpus=4)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"service_name": "heal-time", "num_workers": 2}), name="heal-time", route_prefix="/")
+    serve.run(build_app({"service_name": "heal-time", "config": {"cluster": {"workers": 2}}}), name="heal-time", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     until_served(base, time.time())
     manager = ray.get_actor("heal-time")

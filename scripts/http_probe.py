@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=2)
     args = ap.parse_args()
     config = RwtttConfig()
-    model = config.load_model()
+    model = config.model.load_model()
     trace = make_trace("uniform", args.streams, 128, 128, model.settings.chunk)
     init_ray()
     port = free_port()

@@ -130,8 +130,10 @@ def _app(doc):
     (lambda d: _app(d)["deployments"][0].update(graceful_shutdown_timeout_s="soon"), "ServeDeploySchema"),
     (lambda d: _app(d)["deployments"][0].update(num_replicas=2), "num_replicas is not allowed"),  # + autoscaling
     (lambda d: _app(d)["args"].update(num_worker=2), "args.num_worker"),
-    (lambda d: _app(d)["args"]["config"].update(max_group=8), "args.config.max_group"),
-    (lambda d: _app(d)["args"]["config"].update(max_group_size=0), "RwtttConfig rejects"),
+    (lambda d: _app(d)["args"]["config"]["batching"].update(max_group=8), "unknown knobs ['max_group']"),
+    (lambda d: _app(d)["args"]["config"].update(batchin={}), "unknown sections ['batchin']"),
+    (lambda d: _app(d)["args"]["config"]["batching"].update(max_group_size=0), "RwtttConfig rejects"),
+    (lambda d: _app(d)["args"].update(num_workers=2), "args.num_workers"),          # now config.cluster.workers
     (lambda d: _app(d).update(import_path="rwttt_ray.app:build_ap"), "does not resolve"),
     (lambda d: _app(d).update(import_path="rwttt_ray.app:APP_ARG_KEYS"), "not callable"),
     (lambda d: _app(d).update(route_prefx="/"), "route_prefx"),
@@ -145,23 +147,15 @@ def test_serve_checker_catches_bad_configs(mutate, expect):
     assert any(expect in p for p in problems), problems
 
 
-def test_app_arg_keys_are_the_ones_the_ingress_reads():
-    """APP_ARG_KEYS (what the YAML checks allow) == the keys Ingress.__init__ reads from args."""
+def test_app_arg_keys_are_the_ingress_keyword_arguments():
+    """APP_ARG_KEYS (what the YAML checks allow) == Ingress.__init__'s keyword-only arguments."""
     from rwttt_ray.app import APP_ARG_KEYS
 
     tree = ast.parse((ROOT / "actors" / "ingress.py").read_text())
     (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Ingress"]
     (init,) = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
-    read = set()
-    for node in ast.walk(init):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "args" and node.args
-                and isinstance(node.args[0], ast.Constant)):
-            read.add(node.args[0].value)
-        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "args"
-                and isinstance(node.slice, ast.Constant)):
-            read.add(node.slice.value)
-    assert read == set(APP_ARG_KEYS)
+    assert [a.arg for a in init.args.args] == ["self"] and not init.args.vararg and not init.args.kwarg
+    assert {a.arg for a in init.args.kwonlyargs} == set(APP_ARG_KEYS)
 
 
 # -- the RayService and its Redis -----------------------------------------------------------

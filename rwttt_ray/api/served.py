@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rwttt_ray.config import RwtttConfig
+from rwttt_ray.config import ModelConfig
 from rwttt_ray.text.codec import TextCodec, read_chat_template
 from rwttt_ray.text.generation import GenerationDefaults, load_generation_config
 from rwttt_ray.ttt.checkpoint import load_tokenizer, read_config
@@ -35,7 +35,7 @@ class ServedModel:
         return tuple(dict.fromkeys((*self.codec.eos_ids, *self.defaults.eos_ids)))
 
 
-def served_model(config: RwtttConfig, names: str | list[str] | tuple[str, ...] | None = None) -> ServedModel:
+def served_model(config: ModelConfig, names: str | list[str] | tuple[str, ...] | None = None) -> ServedModel:
     """The served model of `config`, without loading its weights."""
     if config.model is None:
         tokenizer, context, default_name = ByteTokenizer(), DEFAULT_ARCH["max_position_embeddings"], DEFAULT_NAME

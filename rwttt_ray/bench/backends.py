@@ -1,7 +1,9 @@
-"""Benchmark modes beyond the process: RW-TTT through the Ray actors (and, later, HTTP).
+"""Benchmark modes beyond the process: RW-TTT through the Ray actors, and through HTTP.
 
-The cluster is started (or joined with --address) and warmed up before the clock starts; the
-trace's requests are submitted at once (uniform) or spaced by their arrival steps.
+Each takes the RwtttConfig (the cluster, the batching knobs) and the run's options (BenchOptions
+or EvalOptions: `repeat`, `step_ms`). The cluster is started (or joined with --address) and
+warmed up before the clock starts; the trace's requests are submitted at once (uniform) or
+spaced by their arrival steps.
 """
 from __future__ import annotations
 
@@ -12,15 +14,16 @@ import torch
 
 from rwttt_ray.bench.modes import ModeResult
 from rwttt_ray.bench.traces import Trace
+from rwttt_ray.config import BatchingConfig, RwtttConfig
 from rwttt_ray.core.request import Request
 
 
-def _inproc_wall(args, model, trace: Trace) -> float:
+def _inproc_wall(batching: BatchingConfig, model, trace: Trace) -> float:
     """One in-process RW-TTT run right beside a backend pass: the pair's ratio is not moved by
     the machine getting faster or slower between the modes (see report.ratios)."""
     from rwttt_ray.bench import modes
 
-    return modes.run_rwttt(model, trace, args.max_group_size, args.wait_budget).wall_s
+    return modes.run_rwttt(model, trace, batching.max_group_size, batching.wait_budget_steps).wall_s
 
 
 def _submit_trace(cluster, trace: Trace, step_s: float) -> list[str]:
@@ -50,23 +53,21 @@ def _timed_run(cluster, trace: Trace, step_s: float, tag: str) -> tuple[dict, fl
     return {o.removesuffix(tag): r for o, r in out.items()}, wall, start
 
 
-def run_ray(args, model, trace: Trace) -> ModeResult:
-    """The trace through the actors, `--repeat` times on one warm cluster; the median run is kept."""
+def run_ray(config: RwtttConfig, opts, model, trace: Trace) -> ModeResult:
+    """The trace through the actors, `opts.repeat` times on one warm cluster; the median run is kept."""
     import ray
 
     from actors.cluster import RwtttCluster
-    from rwttt_ray.flags import config_from
 
-    cluster = RwtttCluster(config_from(args), num_workers=args.workers, address=args.address,
-                           max_rounds=args.rounds_per_call, record_logits=True, quantum_steps=args.quantum_steps)
+    cluster = RwtttCluster(config=config, record_logits=True)
     try:
         cluster.run([Request("warmup", (5, 6, 7), 4)])
         runs, paired = [], []
-        for i in range(max(1, args.repeat)):
+        for i in range(max(1, opts.repeat)):
             before = cluster.stats()
-            out, wall, start = _timed_run(cluster, trace, args.step_ms / 1e3, f"#{i}")
+            out, wall, start = _timed_run(cluster, trace, opts.step_ms / 1e3, f"#{i}")
             runs.append((wall, out, start, before, cluster.stats(), i))
-            paired.append(_inproc_wall(args, model, trace))
+            paired.append(_inproc_wall(config.batching, model, trace))
         wall, out, start, before, after, i = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
         res = ModeResult("rwttt_ray", {o: r["tokens"] for o, r in out.items()}, wall)
         res.versions = {o: r["version"] for o, r in out.items()}
@@ -82,7 +83,8 @@ def run_ray(args, model, trace: Trace) -> ModeResult:
                          reload_ms_each=round(1e3 * sum(s["reload_s"] for s in wstats) / max(1, reloads), 3))
         calls = after["calls"] - before["calls"]
         overhead = (after["call_s"] - before["call_s"]) - (after["compute_s"] - before["compute_s"])
-        res.extra.update(workers=args.workers, calls=calls, rounds_per_call_max=args.rounds_per_call,
+        res.extra.update(workers=config.cluster.workers, calls=calls,
+                         rounds_per_call_max=config.batching.rounds_per_call,
                          tokens_per_call=round(res.num_tokens / max(1, calls), 1),
                          ray_overhead_ms_per_call=round(1e3 * overhead / max(1, calls), 3), repeats=len(runs),
                          worker_compute_s=round(after["compute_s"] - before["compute_s"], 4),
@@ -96,11 +98,11 @@ def run_ray(args, model, trace: Trace) -> ModeResult:
 BENCH_MODEL = "rwttt-bench"          # the name the bench's HTTP app serves its model under
 
 
-def backend_modes(args) -> dict:
+def backend_modes(config: RwtttConfig, opts) -> dict:
     """ray: the actors; http: the actors and the HTTP ingress (the Ray mode runs too, to compare)."""
-    modes = {"rwttt_ray": lambda model, trace: run_ray(args, model, trace)}
-    if args.backend == "http":
-        modes["rwttt_http"] = lambda model, trace: run_http(args, model, trace)
+    modes = {"rwttt_ray": lambda model, trace: run_ray(config, opts, model, trace)}
+    if opts.backend == "http":
+        modes["rwttt_http"] = lambda model, trace: run_http(config, opts, model, trace)
     return modes
 
 
@@ -133,23 +135,20 @@ def _http_pass(client, url: str, prompts: list[str], max_tokens: int) -> tuple[f
     return wall, outs
 
 
-def run_http(args, model, trace: Trace) -> ModeResult:
+def run_http(config: RwtttConfig, opts, model, trace: Trace) -> ModeResult:
     """The trace through HTTP: one concurrent streaming client per stream against a local Serve app,
-    `--repeat` passes on the warm service (connections kept alive, as real clients do); median kept."""
+    `opts.repeat` passes on the warm service (connections kept alive, as real clients do); median kept."""
     import httpx
     from ray import serve
 
     from actors.cluster import init_ray
     from actors.redis_server import free_port
-    from rwttt_ray.app import build_app
-    from rwttt_ray.flags import config_from
-    from rwttt_ray.app import app_args
+    from rwttt_ray.app import app_args, build_app
 
-    init_ray(args.address)
+    init_ray(config.cluster.address)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    a = app_args(argparse_like(args), config_from(args))
-    serve.run(build_app({**a, "rounds_per_call": args.rounds_per_call, "service_name": "rwttt-bench-http"}),
+    serve.run(build_app(app_args(config, served_model_name=[BENCH_MODEL], service_name="rwttt-bench-http")),
               name="rwttt-bench", route_prefix="/")
     url, tok = f"http://127.0.0.1:{port}", model.tokenizer
     prompts = [tok.decode(r.prompt) for r in trace.requests]
@@ -158,9 +157,9 @@ def run_http(args, model, trace: Trace) -> ModeResult:
         with httpx.Client(limits=limits) as client:
             _http_pass(client, url, ["warm up"] * len(prompts), 4)   # service, model, connections: warm
             runs, paired = [], []
-            for _ in range(max(1, args.repeat)):
+            for _ in range(max(1, opts.repeat)):
                 runs.append(_http_pass(client, url, prompts, trace.requests[0].max_new_tokens))
-                paired.append(_inproc_wall(args, model, trace))
+                paired.append(_inproc_wall(config.batching, model, trace))
     finally:
         serve.delete("rwttt-bench")
         _stop_service("rwttt-bench-http")
@@ -173,14 +172,6 @@ def run_http(args, model, trace: Trace) -> ModeResult:
                      client_cpu_s=round(outs[0]["client_cpu_s"], 3),
                      note="token ids from the stream; logits stay on the workers")
     return res
-
-
-def argparse_like(args):
-    """The bench flags as the serve command's: no API keys, the bench's worker count."""
-    import types
-
-    return types.SimpleNamespace(api_key=None, api_keys=None, workers=args.workers, seed=None,
-                                 served_model_name=[BENCH_MODEL])
 
 
 def _stop_service(name: str) -> None:

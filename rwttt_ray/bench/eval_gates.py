@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from rwttt_ray.bench.eval_modes import Hooks, build_engine, progress_bar
+from rwttt_ray.bench.eval_modes import Hooks, build_loop, progress_bar
 from rwttt_ray.bench.gates import tie_flip
 from rwttt_ray.bench.eval_options import EvalOptions
 from rwttt_ray.bench.quality import quality_gates
@@ -73,8 +73,8 @@ def ruler_section(model: TTTModel, opts: EvalOptions, hooks: Hooks = Hooks()) ->
     seq = [run.tokens for run in seq_runs]
     seq_s, t0 = time.perf_counter() - t0, time.perf_counter()
     try:
-        out = build_engine(model, hooks, len(reqs), opts.max_group_size, opts.wait_budget,
-                           record_logits=True).run(reqs)
+        out = build_loop(model, hooks, len(reqs), opts.max_group_size, opts.wait_budget_steps,
+                         record_logits=True).run(reqs)
         rw, error = [out[r.owner_id].tokens for r in reqs], None
         ties = sum(tie_flip(w.tokens, w.logits, out[r.owner_id].tokens, out[r.owner_id].logits)
                    for r, w in zip(reqs, seq_runs))

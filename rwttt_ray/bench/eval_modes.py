@@ -1,8 +1,9 @@
 """`rwttt eval` runs: every mode on one trace, the per-trace table, the scaling sweep over owners.
 
 The modes come from `bench.modes` (sequential, naive shared-state batching, static ceiling,
-replicas) and `bench.backends` (Ray, HTTP). RW-TTT in-process is built here from `Hooks`, so a
-test can swap in a broken runner, planner or ledger and watch the gates fail. Replicas are
+replicas) and `bench.backends` (Ray, HTTP). RW-TTT in-process (the serving loop, `ttt.local`) is
+built here from `Hooks`, so a test can swap in a broken runner, planner, ledger or worker and watch
+the gates fail. Replicas are
 memory-matched: as many as fit RW-TTT's measured peak RSS at one replica's RSS, capped by cores.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rwttt_ray.bench.traces import Trace, make_trace
 from rwttt_ray.core.ledger import VersionLedger
 from rwttt_ray.core.planner import BatchPlanner
 from rwttt_ray.ttt.baselines import static_model
-from rwttt_ray.ttt.engine import Engine
+from rwttt_ray.ttt.local import LocalLoop
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.runner import GroupRunner
 from rwttt_ray.ttt.worker_core import WorkerCore
@@ -33,7 +34,7 @@ SWEEP_MODES = ("sequential", "naive_shared", "static_ceiling", "rwttt_inproc")
 
 @dataclass(frozen=True, slots=True)
 class Hooks:
-    """The components of the RW-TTT engine under test (defaults: the real ones)."""
+    """The components of the RW-TTT serving loop under test (defaults: the real ones)."""
 
     runner_cls: type = GroupRunner
     planner_cls: type = BatchPlanner
@@ -47,23 +48,26 @@ def progress_bar(items: Any, desc: str) -> tqdm:
                 disable=not sys.stderr.isatty() and not os.environ.get("RWTTT_PROGRESS"))
 
 
-def build_engine(model: TTTModel, hooks: Hooks, max_owners: int, max_group_size: int = 64,
-                 wait_budget_steps: int = 0, **kw: Any) -> Engine:
-    """An Engine over the hooked planner, ledger and runner."""
-    planner = hooks.planner_cls(max_group_size=max_group_size, wait_budget_steps=wait_budget_steps)
-    eng = Engine(model, max_owners=max_owners, planner=planner, **kw)
-    eng.ledger = hooks.ledger_cls()
-    if hooks.runner_cls is not GroupRunner:
-        eng.runner = hooks.runner_cls(model, max_owners=max_owners, record_logits=kw.get("record_logits", False))
-    return eng
+def build_loop(model: TTTModel, hooks: Hooks, max_states: int, max_group_size: int = 64,
+               wait_budget_steps: int = 0, **kw: Any) -> LocalLoop:
+    """The serving loop over the hooked runner and worker, with the hooked ledger and per-worker
+    planners in its SchedulerCore (set before any owner is admitted)."""
+    loop = LocalLoop(model=model, max_states=max_states, max_group_size=max_group_size,
+                     wait_budget_steps=wait_budget_steps, runner_cls=hooks.runner_cls, worker_cls=hooks.worker_cls,
+                     **kw)
+    loop.core.ledger = hooks.ledger_cls()
+    if hooks.planner_cls is not BatchPlanner:
+        for w in loop.core.workers.values():
+            w.planner = hooks.planner_cls(max_group_size=max_group_size, wait_budget_steps=wait_budget_steps)
+    return loop
 
 
 def run_rwttt(model: TTTModel, trace: Trace, opts: EvalOptions, hooks: Hooks = Hooks()) -> ModeResult:
     """RW-TTT in-process on `trace`, with the ledger's audit log of every committed WRITE."""
-    eng = build_engine(model, hooks, len(trace.requests), opts.max_group_size, opts.wait_budget,
-                       record_logits=True, keep_state=True)
-    res = modes.run_engine_mode("rwttt_inproc", eng, trace)
-    res.extra["audit"] = eng.ledger.history
+    loop = build_loop(model, hooks, len(trace.requests), opts.max_group_size, opts.wait_budget_steps,
+                      record_logits=True, keep_state=True)
+    res = modes.run_loop_mode("rwttt_inproc", loop, trace)
+    res.extra["audit"] = loop.core.ledger.history
     return res
 
 
@@ -85,7 +89,7 @@ def memory_matched(results: dict[str, ModeResult], owners: int, forced: int | No
             "replica_mib": round(each / 2**20, 1), "by_memory": by_memory, "cores": cores()}
 
 
-def run_modes(model: TTTModel, opts: EvalOptions, args: Any, hooks: Hooks = Hooks()) -> tuple[dict, dict]:
+def run_modes(model: TTTModel, opts: EvalOptions, config: Any, hooks: Hooks = Hooks()) -> tuple[dict, dict]:
     """Every mode on one trace: (results by mode, the replicas' memory budget)."""
     trace = make(opts, model, opts.trace, opts.owners)
     steps = [("sequential", lambda: modes.run_sequential("sequential", model, trace)),
@@ -97,18 +101,18 @@ def run_modes(model: TTTModel, opts: EvalOptions, args: Any, hooks: Hooks = Hook
     budget = memory_matched(results, opts.owners, opts.replicas)
     results["replicas"] = modes.run_replica_mode(model, trace, budget["replicas"])
     results["replicas"].extra["processes"] = budget["replicas"] + 1     # the replicas and their driver
-    for name, fn in backend_modes(args, opts).items():
+    for name, fn in backend_modes(config, opts).items():
         results[name] = fn(model, trace)
     order = ("sequential", "replicas", "naive_shared", "static_batch1", "static_ceiling", "rwttt_inproc")
     return {n: results[n] for n in (*order, *[n for n in results if n not in order])}, budget
 
 
-def backend_modes(args: Any, opts: EvalOptions) -> dict[str, Callable]:
+def backend_modes(config: Any, opts: EvalOptions) -> dict[str, Callable]:
     if not opts.backends:
         return {}
     from rwttt_ray.bench.backends import run_http, run_ray
 
-    fns = {"ray": lambda m, t: run_ray(args, m, t), "http": lambda m, t: run_http(args, m, t)}
+    fns = {"ray": lambda m, t: run_ray(config, opts, m, t), "http": lambda m, t: run_http(config, opts, m, t)}
     return {f"rwttt_{b}": fns[b] for b in opts.backends}
 
 
@@ -118,7 +122,7 @@ def check_trace(model: TTTModel, trace: Trace, opts: EvalOptions, hooks: Hooks =
     seq = modes.run_sequential("sequential", model, trace)
     try:
         rw = run_rwttt(model, trace, opts, hooks)
-    except Exception as exc:  # a broken engine may crash instead of diverging: that fails the gates
+    except Exception as exc:  # a broken loop may crash instead of diverging: that fails the gates
         return {"sequential_tok_per_s": round(seq.tok_per_s, 2), "gates": _crashed(exc, len(trace.requests))}
     g = gates(rw, None, seq)
     g["writes_audited"] = len(rw.extra["audit"])
@@ -156,7 +160,7 @@ def sweep_point(model: TTTModel, opts: EvalOptions, owners: int) -> tuple[dict[s
     return {name: summarize(r, owners) for name, r in results.items()}, g
 
 
-def run_sweep(model: TTTModel, opts: EvalOptions, args: Any) -> dict[str, Any]:
+def run_sweep(model: TTTModel, opts: EvalOptions, config: Any) -> dict[str, Any]:
     """tok/s and latency per mode at every owner count, in-process (eval.sweep_section adds Ray)."""
     rows: dict[str, list] = {m: [] for m in SWEEP_MODES}
     point_gates = {}

@@ -1,6 +1,7 @@
 """`rwttt eval` options: the flags resolved against the quick or full preset, then checked.
 
-A flag left unset takes the preset's value (`QUICK` for `--quick`, else `FULL`). `check` refuses
+A flag left unset takes the preset's value (`QUICK` for `--quick`, else `FULL`); the config's
+knobs (B, w, slots, the cluster) stay in the RwtttConfig the CLI builds beside these options. `check` refuses
 impossible settings before anything runs, with one readable ValueError: a context too long for
 the model, RULER prompts that do not fit, or more owners than memory allows (per-owner state
 bytes, as the engine preallocates them, times the most owners alive at once, vs MemAvailable).
@@ -14,6 +15,7 @@ from typing import Any
 
 from rwttt_ray.bench.ruler import TASKS, expand_families, make_tasks
 from rwttt_ray.bench.traces import TRACES
+from rwttt_ray.config import RwtttConfig
 from rwttt_ray.ttt.model import TTTModel
 
 QUALITY_CONFIGS = ("base", "chunk_8", "chunk_16", "input_embed", "no_proj", "even_layers", "all_layers",
@@ -31,7 +33,7 @@ FULL: dict[str, Any] = dict(owners=8, sweep_owners=(1, 2, 4, 8, 16, 32, 64), pro
 
 @dataclass(frozen=True, slots=True)
 class EvalOptions:
-    """Everything one `rwttt eval` run does (the Ray flags stay on the parsed args)."""
+    """Everything one `rwttt eval` run does beyond the config (RwtttConfig: B, w, slots, Ray)."""
 
     out: Path                          # results directory (JSON, PNG plots, report.md)
     quick: bool                        # the small preset
@@ -41,8 +43,8 @@ class EvalOptions:
     sweep_owners: tuple[int, ...]      # owner counts of the scaling sweep
     prompt_len: int
     gen_len: int
-    max_group_size: int                # B
-    wait_budget: int                   # w, in planner steps
+    max_group_size: int                # B (the config's batching.max_group_size)
+    wait_budget_steps: int             # w (the config's batching.wait_budget_steps)
     replicas: int | None               # None: memory-matched (see eval_modes.memory_matched)
     repeat: int                        # runs of the fast batched modes; the median is kept
     seed: int
@@ -53,6 +55,7 @@ class EvalOptions:
     ruler_gen_len: int | None          # cap on each task's generation budget (None: RULER's)
     quality_configs: tuple[str, ...]
     quality_tokens: int                # held-out tokens per stream
+    step_ms: float = 3.0               # ms per arrival step of non-uniform traces (ray/http)
     quality_streams: int = 4
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,13 +71,19 @@ def _names(flag: str, given: tuple[str, ...], choices: tuple[str, ...]) -> tuple
     return given
 
 
-def resolve(args: Any) -> EvalOptions:
-    """Flags over the preset; also fills the preset's `repeat` and `max_states_per_worker` into
-    `args` where unset (the Ray and HTTP modes read them there)."""
+def fill_preset(args: Any) -> None:
+    """The preset's `repeat` and `max_states_per_worker` into the parsed flags where unset,
+    before the CLI builds the config of them."""
     preset = QUICK if args.quick else FULL
     for name in ("repeat", "max_states_per_worker"):
         if getattr(args, name, None) is None:
             setattr(args, name, preset[name])
+
+
+def resolve(args: Any, config: RwtttConfig) -> EvalOptions:
+    """The parsed flags over the preset, as the options the eval functions take."""
+    fill_preset(args)
+    preset = QUICK if args.quick else FULL
     for flag, name, choices in (("--traces", "traces", TRACES), ("--backends", "backends", BACKENDS),
                                 ("--quality-configs", "quality_configs", QUALITY_CONFIGS)):
         if getattr(args, name, None) is not None:
@@ -82,8 +91,10 @@ def resolve(args: Any) -> EvalOptions:
     pick = lambda name: preset[name] if getattr(args, name, None) is None else getattr(args, name)  # noqa: E731
     return EvalOptions(out=Path(args.out), quick=args.quick, trace=args.trace, traces=tuple(pick("traces")),
                        owners=pick("owners"), sweep_owners=tuple(sorted(set(pick("sweep_owners")))),
-                       prompt_len=pick("prompt_len"), gen_len=pick("gen_len"), max_group_size=args.max_group_size,
-                       wait_budget=args.wait_budget, replicas=args.replicas, repeat=pick("repeat"), seed=args.seed,
+                       prompt_len=pick("prompt_len"), gen_len=pick("gen_len"),
+                       max_group_size=config.batching.max_group_size,
+                       wait_budget_steps=config.batching.wait_budget_steps, replicas=args.replicas,
+                       repeat=pick("repeat"), seed=args.seed, step_ms=args.step_ms,
                        backends=tuple(args.backends or ()),
                        ruler_tasks=tuple(expand_families(args.ruler_tasks or TASKS)),
                        ruler_examples=pick("ruler_examples"), ruler_context=pick("ruler_context"),
@@ -147,8 +158,8 @@ def check(model: TTTModel, opts: EvalOptions) -> None:
         raise ValueError(f"--ruler-context {opts.ruler_context} + its generation exceeds the context limit {limit}")
     if not 2 <= opts.quality_tokens <= limit:
         raise ValueError(f"--quality-tokens must be in 2..{limit}, got {opts.quality_tokens}")
-    if opts.wait_budget < 0:
-        raise ValueError("--wait-budget must be >= 0")
+    if opts.wait_budget_steps < 0:
+        raise ValueError("wait budget must be >= 0")
     if opts.ruler_examples:
         make_tasks(opts.ruler_tasks, 1, opts.ruler_context, opts.seed)   # raises if the context is too small
     check_memory(model, opts)

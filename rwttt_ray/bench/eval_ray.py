@@ -1,7 +1,7 @@
 """The scaling sweep over Ray: one warm cluster, every owner count, spill past the device slots.
 
 With `--backends ray` the sweep adds RW-TTT through the actors at each owner count, plus one count
-above the cluster's device slots (workers x --max-states-per-worker) when the list has none, so
+above the cluster's device slots (--workers x --max-states-per-worker) when the list has none, so
 owners spill to the host tier and reload; spills and reloads are reported per point. Each point's
 owners are submitted at once (the sweep's trace is uniform by default) and their tokens are
 checked against the sequential reference.
@@ -17,6 +17,7 @@ from rwttt_ray.bench.eval_modes import make, progress_bar, summarize
 from rwttt_ray.bench.eval_options import EvalOptions
 from rwttt_ray.bench.gates import token_match
 from rwttt_ray.bench.modes import ModeResult
+from rwttt_ray.config import RwtttConfig
 from rwttt_ray.core.request import Request
 from rwttt_ray.ttt.model import TTTModel
 
@@ -57,14 +58,12 @@ def _worker_counts(cluster: Any) -> tuple[int, int, int]:
             max(s["peak_rss_bytes"] for s in stats))
 
 
-def sweep_ray(model: TTTModel, opts: EvalOptions, args: Any) -> tuple[list[dict], int]:
+def sweep_ray(model: TTTModel, opts: EvalOptions, config: RwtttConfig) -> tuple[list[dict], int]:
     """Rows like the in-process sweep's (plus spills, reloads, token match), and the slot count."""
     from actors.cluster import RwtttCluster
-    from rwttt_ray.flags import config_from
 
-    slots = args.workers * args.max_states_per_worker
-    cluster = RwtttCluster(config_from(args), num_workers=args.workers, address=args.address,
-                           max_rounds=args.rounds_per_call, record_logits=True, quantum_steps=args.quantum_steps)
+    slots = config.cluster.workers * config.batching.max_states_per_worker
+    cluster = RwtttCluster(config=config, record_logits=True)
     rows = []
     try:
         cluster.run([Request("warmup", (5, 6, 7), 4)])

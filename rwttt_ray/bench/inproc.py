@@ -10,8 +10,10 @@ from tqdm import tqdm
 
 from rwttt_ray.bench import modes
 from rwttt_ray.bench.gates import gates
+from rwttt_ray.bench.options import BenchOptions
 from rwttt_ray.bench.report import document, gates_lines, ratios, table, write_json
 from rwttt_ray.bench.traces import make_trace
+from rwttt_ray.config import BatchingConfig
 from rwttt_ray.ttt.baselines import static_model
 from rwttt_ray.ttt.model import TTTModel
 
@@ -35,31 +37,31 @@ def _run_steps(steps, repeat: int) -> dict:
     return results
 
 
-def run_inproc(model: TTTModel, args, extra_modes=None) -> dict:
-    """Runs the modes named by the flags; `extra_modes` (name -> fn(model, trace)) adds backends."""
-    trace = make_trace(args.trace, args.streams, args.prompt_len, args.gen_len, model.settings.chunk, args.seed)
+def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, extra_modes=None) -> dict:
+    """Runs the modes `opts` names; `extra_modes` (name -> fn(model, trace)) adds backends."""
+    b, w = batching.max_group_size, batching.wait_budget_steps
+    trace = make_trace(opts.trace, opts.owners, opts.prompt_len, opts.gen_len, model.settings.chunk, opts.seed)
     steps = [("sequential", lambda: modes.run_sequential("sequential", model, trace)),
              ("static_batch1", lambda: modes.run_sequential("static_batch1", static_model(model), trace)),
-             ("replicas", lambda: modes.run_replica_mode(model, trace, args.replicas or min(args.streams, os.cpu_count() or 1))),
+             ("replicas", lambda: modes.run_replica_mode(model, trace, opts.replicas or min(opts.owners, os.cpu_count() or 1))),
              ("naive_shared", lambda: modes.run_naive(model, trace)),
-             ("static_ceiling", lambda: modes.run_static(model, trace, args.max_group_size)),
-             ("rwttt_inproc", lambda: modes.run_rwttt(model, trace, args.max_group_size, args.wait_budget))]
+             ("static_ceiling", lambda: modes.run_static(model, trace, b)),
+             ("rwttt_inproc", lambda: modes.run_rwttt(model, trace, b, w))]
     steps += [(name, (lambda fn=fn: fn(model, trace))) for name, fn in (extra_modes or {}).items()]
-    skip = set(getattr(args, "skip", None) or [])
-    results = _run_steps([s for s in steps if s[0] not in skip], max(1, getattr(args, "repeat", 1)))
+    results = _run_steps([s for s in steps if s[0] not in opts.skip], max(1, opts.repeat))
     gate = gates(results["rwttt_inproc"], results.get("naive_shared"), results["sequential"])
     for name, res in results.items():
         if name.startswith("rwttt_") and name != "rwttt_inproc":
             gate.update({f"{name}_{k}": v for k, v in gates(res, None, results["sequential"]).items()})
-    config = {"model": model.name, "ttt": asdict(model.settings), "trace": args.trace, "streams": args.streams,
-              "prompt_len": args.prompt_len, "gen_len": args.gen_len, "seed": args.seed,
-              "max_group_size": args.max_group_size, "wait_budget": args.wait_budget,
-              "repeat": getattr(args, "repeat", 1), "torch_threads": torch.get_num_threads()}
+    config = {"model": model.name, "ttt": asdict(model.settings), "trace": opts.trace, "owners": opts.owners,
+              "prompt_len": opts.prompt_len, "gen_len": opts.gen_len, "seed": opts.seed,
+              "max_group_size": b, "wait_budget_steps": w, "repeat": opts.repeat,
+              "torch_threads": torch.get_num_threads()}
     doc = document(config, results, gate)
     print(table(results))
     print("ratios: " + ", ".join(f"{k}={v}" for k, v in ratios(results).items()))
     print("gates:\n" + gates_lines(gate))
-    if args.json:
-        write_json(args.json, doc)
-        print(f"wrote {args.json}")
+    if opts.json:
+        write_json(opts.json, doc)
+        print(f"wrote {opts.json}")
     return doc

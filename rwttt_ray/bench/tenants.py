@@ -13,10 +13,14 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from rwttt_ray.bench.measure import percentile
 from rwttt_ray.core.request import Request
+
+if TYPE_CHECKING:
+    from rwttt_ray.bench.options import BenchOptions
+    from rwttt_ray.config import RwtttConfig
 
 FLOOD, STEADY = "flood", "steady"
 TENANTS = (FLOOD, STEADY)
@@ -241,12 +245,11 @@ class _CachedReference:
         return self.known[req.prompt]
 
 
-def _run_policy(args, config, trace: TenantTrace) -> list[OwnerRun]:
+def _run_policy(config: RwtttConfig, trace: TenantTrace) -> list[OwnerRun]:
     """The trace on a fresh local (or --address) cluster with `config`'s policies, warmed up first."""
     from actors.cluster import RwtttCluster
 
-    cluster = RwtttCluster(config, num_workers=args.workers, address=args.address, max_rounds=args.rounds_per_call,
-                           quantum_steps=args.quantum_steps, tenant_limits=tenant_limits(trace))
+    cluster = RwtttCluster(config=config.replace(tenant_limits=tenant_limits(trace)))
     try:
         cluster.run([Request("warmup", (5, 6, 7), 4)])
         return drive(cluster, trace)
@@ -254,26 +257,25 @@ def _run_policy(args, config, trace: TenantTrace) -> list[OwnerRun]:
         cluster.shutdown()
 
 
-def run_tenants(args, model) -> int:
+def run_tenants(config: RwtttConfig, opts: BenchOptions, model) -> int:
     """`rwttt bench --backend ray --tenants`: both policy pairs, the table, the JSON; 3 on a token mismatch."""
     from rwttt_ray.bench.report import write_json
-    from rwttt_ray.flags import config_from
 
-    base = config_from(args)
-    trace = make_tenant_trace(args.workers * base.max_states_per_worker, args.prompt_len, args.gen_len,
-                              args.tenant_weights, args.seed)
+    trace = make_tenant_trace(config.cluster.workers * config.batching.max_states_per_worker, opts.prompt_len,
+                              opts.gen_len, opts.tenant_weights, opts.seed)
     reference, results, mismatched, checked = _CachedReference(model), {}, [], 0
     for fairness, eviction in POLICY_PAIRS:
-        runs = _run_policy(args, replace(base, fairness_policy=fairness, eviction_policy=eviction), trace)
+        runs = _run_policy(config.replace(fairness_policy=fairness, eviction_policy=eviction), trace)
         results[policy_name(fairness, eviction)] = summarize(runs, trace)
         mismatched += token_mismatches(runs, trace.gen_len, reference)
         checked += sum(min(SAMPLED_OWNERS, sum(r.tenant_id == t for r in runs)) for t in TENANTS)
     match = f"{checked - len(mismatched)}/{checked}"
     print(table(results))
     print(f"token match vs the sequential reference (sampled owners): {match}")
-    if args.json:
-        config = {"slots": trace.num_slots, "flood_owners": len(trace.flood), "steady_owners": len(trace.steady),
-                  "steady_inflight": trace.steady_inflight, "weights": dict(trace.weights),
-                  "prompt_len": args.prompt_len, "gen_len": args.gen_len, "quantum_steps": args.quantum_steps}
-        write_json(args.json, {"config": config, "policies": results, "token_match": match})
+    if opts.json:
+        doc = {"slots": trace.num_slots, "flood_owners": len(trace.flood), "steady_owners": len(trace.steady),
+               "steady_inflight": trace.steady_inflight, "weights": dict(trace.weights),
+               "prompt_len": opts.prompt_len, "gen_len": opts.gen_len,
+               "quantum_steps": config.batching.quantum_steps}
+        write_json(opts.json, {"config": doc, "policies": results, "token_match": match})
     return 3 if mismatched else 0

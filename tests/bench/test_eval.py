@@ -1,5 +1,5 @@
 """`rwttt eval`: the quick run writes its report and passes every gate; each gate fails on a
-deliberately broken engine; bad flags and impossible settings end in one line, non-zero."""
+deliberately broken component of the serving loop; bad flags and impossible settings end in one line, non-zero."""
 import contextlib
 import io
 import json
@@ -71,10 +71,10 @@ def test_quick_report_structure(quick):
     assert "| check | scope | result | pass |" in report and "## RULER-style tasks" in report
 
 
-# -- each gate fails on a broken engine ------------------------------------------------------------
+# -- each gate fails on a broken loop --------------------------------------------------------------
 def _opts(**kw):
     base = dict(out=None, quick=True, trace="uniform", traces=("uniform",), owners=3, sweep_owners=(1,),
-                prompt_len=12, gen_len=10, max_group_size=64, wait_budget=0, replicas=None, repeat=1, seed=0,
+                prompt_len=12, gen_len=10, max_group_size=64, wait_budget_steps=0, replicas=None, repeat=1, seed=0,
                 backends=(), ruler_tasks=("niah_single_1", "vt"), ruler_examples=1, ruler_context=768,
                 ruler_gen_len=12, quality_configs=("base",), quality_tokens=48)
     return EvalOptions(**{**base, **kw})
@@ -82,6 +82,10 @@ def _opts(**kw):
 
 class FrozenVersionLedger(VersionLedger):
     """Broken on purpose: a committed WRITE never advances its owner's version."""
+
+    def commit(self, owner_id, candidate_version):
+        self._pending.pop(owner_id, None)
+        return candidate_version
 
     def commit_group(self, group):
         for owner_id in group.owner_ids:
@@ -127,7 +131,7 @@ def _trace_gates(model, hooks):
     return check_trace(model, trace, _opts(), hooks)["gates"]
 
 
-def test_real_engine_passes_the_trace_gates(model_c8):
+def test_real_loop_passes_the_trace_gates(model_c8):
     g = _trace_gates(model_c8, Hooks())
     assert g["passed"] and g["contract_held"] and g["token_match"] == "3/3" and g["writes_audited"] > 0, \
         f"{g}"                           # in full: token_mismatches says how a failure failed
@@ -172,7 +176,7 @@ def test_each_injected_fault_is_caught_and_fails_when_its_guard_is_broken(model_
 # -- bad flags and impossible settings ---------------------------------------------------------------
 @pytest.mark.parametrize("args,needle", [
     (["--owners", "0"], "--owners must be >= 1"),
-    (["--chunk", "0"], "--chunk must be >= 1"),
+    (["--ttt-chunk", "0"], "--ttt-chunk must be >= 1"),
     (["--sweep-owners", "1,0,4"], "--sweep-owners must be >= 1"),
     (["--sweep-owners", "1,x"], "integer"),
     (["--traces", "uniform,nope"], "unknown 'nope'"),
@@ -183,7 +187,7 @@ def test_each_injected_fault_is_caught_and_fails_when_its_guard_is_broken(model_
     (["--ruler-context", "100"], "too small"),
     (["--ruler-tasks", "qa_squad"], "unknown RULER task"),
     (["--owners", "10000000"], "owners need"),
-    (["--wait-budget", "-1"], "wait budget must be >= 0"),
+    (["--wait-budget-steps", "-1"], "wait budget must be >= 0"),
     (["--model", "/no/such/dir"], "does not exist"),
 ])
 def test_bad_input_is_one_line_nonzero(capsys, tmp_path, args, needle):

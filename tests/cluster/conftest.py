@@ -7,12 +7,12 @@ from rwttt_ray.ttt.reference import SequentialReference
 
 @pytest.fixture(scope="session")
 def config():
-    return RwtttConfig(ttt_chunk=8)
+    return RwtttConfig.of(ttt_chunk=8)
 
 
 @pytest.fixture(scope="session")
 def reference(config):
-    return SequentialReference(config.load_model())
+    return SequentialReference(config.model.load_model())
 
 
 @pytest.fixture
@@ -21,10 +21,11 @@ def make_cluster(ray_session, redis_srv, config):
 
     made = []
 
-    def make(**kw):
-        kw.setdefault("redis_url", redis_srv.url)
-        kw.setdefault("threads_per_worker", 1)     # the test process computes references beside it
-        cluster = RwtttCluster(kw.pop("config", config), **kw)
+    def make(config=config, record_logits=False, namespace=None, **knobs):
+        """A cluster of `config` with `knobs` changed (any RwtttConfig knob, by name)."""
+        knobs.setdefault("redis_url", redis_srv.url)
+        knobs.setdefault("threads_per_worker", 1)     # the test process computes references beside it
+        cluster = RwtttCluster(config=config.replace(**knobs), record_logits=record_logits, namespace=namespace)
         made.append(cluster)
         return cluster
 

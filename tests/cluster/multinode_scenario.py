@@ -40,8 +40,9 @@ def run(seed: int) -> dict:
     node_b = nodes.add_node(**NODE_ARGS, resources={"node_b": 1})
     nodes.wait_for_nodes()
     init_ray(address=nodes.address)
-    cluster = RwtttCluster(RwtttConfig(ttt_chunk=8), num_workers=2, max_rounds=4, threads_per_worker=1,
-                           worker_resources=[{"node_a": 1}, {"node_b": 1}], scheduler_resources={"head": 1})
+    cluster = RwtttCluster(config=RwtttConfig.of(ttt_chunk=8, workers=2, rounds_per_call=4, threads_per_worker=1,
+                                                 worker_resources=[{"node_a": 1}, {"node_b": 1}],
+                                                 scheduler_resources={"head": 1}))
     try:
         reqs = make_requests(4, prompt_lens=[6, 11], gen_lens=[150], seed=seed)
         ids = cluster.submit(reqs)

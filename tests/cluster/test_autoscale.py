@@ -48,8 +48,8 @@ def ramp_up(cluster, num_workers: int, num_active: int = 8, timeout_s: float = 2
 
 
 def test_worker_count_rises_and_falls_with_the_load(make_cluster, reference, config):
-    cluster = make_cluster(config=replace(config, max_states_per_worker=2), min_workers=1, max_workers=3,
-                           max_rounds=4, scale_interval_s=0.25,
+    cluster = make_cluster(max_states_per_worker=2, min_workers=1, max_workers=3,
+                           rounds_per_call=4, scale_interval_s=0.25,
                            autoscale=dict(upscale_after_steps=2, downscale_after_idle_steps=4,
                                           high_occupancy=1.0, low_occupancy=0.75))
     light = make_requests(1, prompt_lens=[7], gen_lens=[16], seed=31)
@@ -69,7 +69,7 @@ def test_worker_count_rises_and_falls_with_the_load(make_cluster, reference, con
 
 def test_draining_moves_running_owners_without_loss(make_cluster, reference):
     """A drain requested while owners generate: they migrate between phases and finish exactly."""
-    cluster = make_cluster(num_workers=2, min_workers=1, max_workers=2, max_rounds=4, scale_interval_s=60.0)
+    cluster = make_cluster(workers=2, min_workers=1, max_workers=2, rounds_per_call=4, scale_interval_s=60.0)
     reqs = make_requests(4, prompt_lens=[6, 11], gen_lens=[140], seed=33)
     ids = cluster.submit(reqs)
     before = current(cluster, ids)

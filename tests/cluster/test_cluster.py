@@ -41,7 +41,7 @@ def check(reference, reqs, out, cluster=None, states=True):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_actors_match_reference(make_cluster, reference, workers):
-    cluster = make_cluster(num_workers=workers)
+    cluster = make_cluster(workers=workers)
     reqs = make_requests(6, prompt_lens=[4, 13, 21], gen_lens=[18, 9], seed=workers)
     out = cluster.wait(cluster.submit(reqs))
     check(reference, reqs, out, cluster)
@@ -55,9 +55,7 @@ def test_a_burst_of_arrivals_starts_in_one_phase(make_cluster, reference, config
     """Requests arriving 30 ms apart at an idle worker, admit window 400 ms: the first phase
     waits for the burst, so all four prompts (one chunk each) WRITE in it and the rest of the
     generation (under a chunk) takes one more phase: two worker calls, outputs as the reference."""
-    from dataclasses import replace
-
-    cluster = make_cluster(config=replace(config, admit_window_ms=400.0))
+    cluster = make_cluster(admit_window_ms=400.0)
     reqs = make_requests(4, prompt_lens=[8], gen_lens=[6], seed=5)
     before = cluster.stats()["calls"]
     ids = []
@@ -70,9 +68,7 @@ def test_a_burst_of_arrivals_starts_in_one_phase(make_cluster, reference, config
 
 
 def test_more_owners_than_slots_spill_and_reload(make_cluster, reference, config):
-    from dataclasses import replace
-
-    cluster = make_cluster(config=replace(config, max_states_per_worker=2), quantum_steps=3, max_rounds=4)
+    cluster = make_cluster(max_states_per_worker=2, quantum_steps=3, rounds_per_call=4)
     reqs = make_requests(5, prompt_lens=[6, 11], gen_lens=[15, 10], seed=11)
     out = cluster.wait(cluster.submit(reqs))
     check(reference, reqs, out, cluster)
@@ -81,7 +77,7 @@ def test_more_owners_than_slots_spill_and_reload(make_cluster, reference, config
 
 
 def test_forced_migration_mid_generation(make_cluster, reference):
-    cluster = make_cluster(num_workers=2, max_rounds=4)
+    cluster = make_cluster(workers=2, rounds_per_call=4)
     reqs = make_requests(2, prompt_lens=[9], gen_lens=[120], seed=5)
     ids = cluster.submit(reqs)
     src = wait_for_progress(cluster, ids[0])["worker_id"]
@@ -93,7 +89,7 @@ def test_forced_migration_mid_generation(make_cluster, reference):
 
 
 def test_killed_worker_loses_no_request(make_cluster, reference):
-    cluster = make_cluster(num_workers=2, max_rounds=4)
+    cluster = make_cluster(workers=2, rounds_per_call=4)
     reqs = make_requests(4, prompt_lens=[7, 12], gen_lens=[150], seed=7)
     ids = cluster.submit(reqs)
     victim = wait_for_progress(cluster, ids[0])["worker_id"]
@@ -104,7 +100,7 @@ def test_killed_worker_loses_no_request(make_cluster, reference):
 
 
 def test_restarted_scheduler_rebuilds_ledger(make_cluster, reference):
-    cluster = make_cluster(num_workers=2, max_rounds=4)
+    cluster = make_cluster(workers=2, rounds_per_call=4)
     reqs = make_requests(4, prompt_lens=[5, 10], gen_lens=[150], seed=9)
     ids = cluster.submit(reqs)
     wait_for_progress(cluster, ids[0], tokens=12)
@@ -122,7 +118,7 @@ def test_restarted_scheduler_rebuilds_ledger(make_cluster, reference):
 
 
 def test_stale_scheduler_cannot_commit(make_cluster, reference):
-    cluster = make_cluster(num_workers=1, max_rounds=4)
+    cluster = make_cluster(workers=1, rounds_per_call=4)
     reqs = make_requests(2, prompt_lens=[6], gen_lens=[150], seed=13)
     ids = cluster.submit(reqs)
     wait_for_progress(cluster, ids[0])
@@ -145,7 +141,7 @@ def test_redis_unreachable_at_start_names_the_url(ray_session, config):
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(DirectoryUnavailableError, match="127.0.0.1"):
-        RwtttCluster(config, redis_url=url)
+        RwtttCluster(config=config.replace(redis_url=url))
 
 
 def test_redis_restarted_mid_run_recovers_without_double_commit(make_cluster, reference):
@@ -153,7 +149,7 @@ def test_redis_restarted_mid_run_recovers_without_double_commit(make_cluster, re
 
     server = EmbeddedRedis()
     try:
-        cluster = make_cluster(num_workers=1, redis_url=server.url, max_rounds=4)
+        cluster = make_cluster(workers=1, redis_url=server.url, rounds_per_call=4)
         reqs = make_requests(2, prompt_lens=[6], gen_lens=[150], seed=17)
         ids = cluster.submit(reqs)
         wait_for_progress(cluster, ids[0])
@@ -179,7 +175,7 @@ def test_graceful_drain_spills_sessions_to_the_store(make_cluster, reference):
     from rwttt_ray.core.tenancy import DrainingError
     from rwttt_ray.ttt import state_io
 
-    cluster = make_cluster(num_workers=1, max_rounds=4)
+    cluster = make_cluster(workers=1, rounds_per_call=4)
     s = cluster.scheduler
     turns = [r.prompt for r in make_requests(2, prompt_lens=[11, 6], gen_lens=[1], seed=21)]
     sid = ray.get(s.open_session.remote("acme"))
@@ -219,13 +215,13 @@ def test_new_service_adopts_spilled_sessions(make_cluster, reference):
         return res["tokens"]
 
     prompts = [r.prompt for r in make_requests(3, prompt_lens=[10, 7, 5], gen_lens=[1], seed=23)]
-    old = make_cluster(num_workers=1, max_rounds=4, namespace="rwttt-adopt-test")
+    old = make_cluster(workers=1, rounds_per_call=4, namespace="rwttt-adopt-test")
     sid = ray.get(old.scheduler.open_session.remote("acme"))
     for prompt in prompts[:2]:
         turn(old.scheduler, sid, prompt)
     assert ray.get(old.scheduler.drain.remote(1.0))["spilled"] == 1
     old.shutdown()
-    new = make_cluster(num_workers=1, max_rounds=4, namespace="rwttt-adopt-test")
+    new = make_cluster(workers=1, rounds_per_call=4, namespace="rwttt-adopt-test")
     s = new.scheduler
     want = reference.run_turns([Request("s", tuple(p), 6) for p in prompts])
     assert ray.get(s.session_info.remote("acme", sid))["version"] == want[1].num_writes

@@ -20,7 +20,7 @@ def wait_health(scheduler, pred, timeout_s=20.0):
 def test_health_follows_workers_and_redis(make_cluster):
     server = EmbeddedRedis()
     try:
-        cluster = make_cluster(num_workers=1, redis_url=server.url)
+        cluster = make_cluster(workers=1, redis_url=server.url)
         s = cluster.scheduler
         assert wait_health(s, lambda h: h["status"] == "ok") == {"status": "ok", "workers": 1, "directory": True}
         server.stop()                                         # Redis gone

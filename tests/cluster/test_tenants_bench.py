@@ -3,7 +3,6 @@ cluster, the steady tenant's share of tokens while both are backlogged stays wit
 weight share, and the sampled owners' tokens equal the sequential reference. No timings asserted."""
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 
@@ -34,9 +33,8 @@ def test_bad_tenant_flags_are_one_line_nonzero(args, needle):
 @pytest.mark.ray
 def test_vtc_keeps_the_steady_tenant_at_its_weight_share(make_cluster, reference, config):
     trace = make_tenant_trace(num_slots=4, prompt_len=8, gen_len=16, seed=3, flood_factor=4)
-    cluster = make_cluster(config=replace(config, max_states_per_worker=4, fairness_policy="vtc",
-                                          eviction_policy="tenant_lru"),
-                           quantum_steps=8, max_rounds=16, tenant_limits=tenant_limits(trace))
+    cluster = make_cluster(max_states_per_worker=4, fairness_policy="vtc", eviction_policy="tenant_lru",
+                           quantum_steps=8, rounds_per_call=16, tenant_limits=tenant_limits(trace))
     runs = drive(cluster, trace, timeout_s=120)
     assert len(runs) == len(trace.flood) + len(trace.steady)
     assert all(len(r.tokens) == trace.gen_len for r in runs)

@@ -14,7 +14,7 @@ OPERATOR = {"Authorization": f"Bearer {METRICS_KEY}"}
 
 @pytest.fixture(scope="session")
 def http_config():
-    return RwtttConfig(ttt_chunk=8)
+    return RwtttConfig.of(ttt_chunk=8)
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +25,8 @@ def server(ray_session, redis_srv, http_config):
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = {"config": {"ttt_chunk": 8}, "api_keys": KEYS, "redis_url": redis_srv.url, "service_name": "rwttt-test",
-            "metrics_key": METRICS_KEY}
+    args = {"config": {"model": {"ttt_chunk": 8}, "cluster": {"redis_url": redis_srv.url}}, "api_keys": KEYS,
+            "service_name": "rwttt-test", "metrics_key": METRICS_KEY}
     serve.run(build_app(args), name="rwttt", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
@@ -47,7 +47,7 @@ def stop_service(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def http_reference(http_config):
-    return SequentialReference(http_config.load_model())
+    return SequentialReference(http_config.model.load_model())
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +65,9 @@ def bpe_server(server, bpe_dir, redis_srv):
 
     from rwttt_ray.app import build_app
 
-    args = {"config": {"model": str(bpe_dir), "session_ttl_s": 600.0}, "api_keys": KEYS, "redis_url": redis_srv.url,
-            "service_name": "rwttt-test-bpe", "served_model_name": ["bpe-tiny", "bpe"]}
+    args = {"config": {"model": {"model": str(bpe_dir)}, "cluster": {"redis_url": redis_srv.url},
+                       "service": {"session_ttl_s": 600.0}},
+            "api_keys": KEYS, "service_name": "rwttt-test-bpe", "served_model_name": ["bpe-tiny", "bpe"]}
     serve.run(build_app(args), name="rwttt-bpe", route_prefix="/bpe")
     yield server + "/bpe"
     serve.delete("rwttt-bpe")

@@ -33,8 +33,8 @@ def chaos(server):
     from rwttt_ray.app import build_app
 
     redis = EmbeddedRedis()
-    args = {"config": {"ttt_chunk": 8}, "api_keys": KEYS, "redis_url": redis.url, "service_name": NAME,
-            "num_workers": 2}
+    args = {"config": {"model": {"ttt_chunk": 8}, "cluster": {"redis_url": redis.url, "workers": 2}},
+            "api_keys": KEYS, "service_name": NAME}
     serve.run(build_app(args), name=NAME, route_prefix="/chaos")
     yield server + "/chaos", redis
     serve.delete(NAME)
@@ -226,11 +226,11 @@ def test_a_manager_of_another_config_replaces_this_one(chaos):
 
     _, redis = chaos
     first, old_scheduler = ray.get_actor(NAME), scheduler()
-    other = RwtttConfig(ttt_chunk=16)
-    second = get_manager(NAME, other, 1, redis.url, {})
+    other = RwtttConfig.of(ttt_chunk=16, redis_url=redis.url)
+    second = get_manager(NAME, other)
     assert second._actor_id != first._actor_id
-    assert ray.get(second.fingerprint.remote()) == config_fingerprint(other, 1, redis.url, {}, 64, f"rwttt-{NAME}")
-    assert get_manager(NAME, other, 1, redis.url, {})._actor_id == second._actor_id     # same config: reused
+    assert ray.get(second.fingerprint.remote()) == config_fingerprint(other, f"rwttt-{NAME}")
+    assert get_manager(NAME, other)._actor_id == second._actor_id     # same config: reused
     for gone in (first, old_scheduler):                 # the old manager and its cluster are stopped
         with pytest.raises(RayActorError):
             ray.get(gone.ping.remote(), timeout=30)

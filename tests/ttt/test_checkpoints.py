@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from rwttt_ray.config import RwtttConfig
+from rwttt_ray.config import ModelConfig
 from rwttt_ray.core.request import Request
 from rwttt_ray.ttt.checkpoint import checkpoint_dtype, load_model
 from rwttt_ray.ttt.model import ModelError
@@ -45,7 +45,7 @@ def test_out_of_range_layers(tmp_path, bpe_dir):
     with pytest.raises(ModelError, match="--ttt-layers 5: .* has layers 0..1"):
         load_model(bpe_dir, {"layers": (5,)})
     with pytest.raises(ModelError, match="--ttt-layers 5"):
-        RwtttConfig(ttt_layers=(5, 6)).load_model()             # the built-in model checks too
+        ModelConfig(ttt_layers=(5, 6)).load_model()             # the built-in model checks too
     path = build_bpe_checkpoint(tmp_path / "wide")
     edit_config(path, ttt_layers=[0, 6])                      # the official configs name one past the end
     model = load_model(path)
@@ -70,8 +70,8 @@ def test_unsupported_architecture_is_one_line(tmp_path, arch):
 
 def test_dtype_auto_is_the_checkpoints(bpe_dir, tmp_path):
     assert checkpoint_dtype(json.loads((bpe_dir / "config.json").read_text())) == "float32"
-    assert RwtttConfig(model=str(bpe_dir), dtype="auto").torch_dtype == torch.float32
+    assert ModelConfig(model=str(bpe_dir), dtype="auto").torch_dtype == torch.float32
     path = build_bpe_checkpoint(tmp_path / "bf")
     edit_config(path, dtype="bfloat16")
-    assert RwtttConfig(model=str(path), dtype="auto").torch_dtype == torch.bfloat16
-    assert RwtttConfig(dtype="auto").torch_dtype == torch.float32
+    assert ModelConfig(model=str(path), dtype="auto").torch_dtype == torch.bfloat16
+    assert ModelConfig(dtype="auto").torch_dtype == torch.float32
