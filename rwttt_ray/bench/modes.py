@@ -1,7 +1,8 @@
 """The benchmark's modes on one trace and one model: each returns a ModeResult.
 
 sequential (the oracle, batch 1), replicas (per-stream processes), naive shared-state batching,
-RW-TTT in-process, and the static-weights ceiling (TTT off) batched and at batch 1.
+RW-TTT in-process, and the static-weights ceiling (TTT off) batched and at batch 1. The batched
+modes run the serving loop (`ttt.local.LocalLoop`: SchedulerCore + WorkerCore, as the Ray actors do).
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 
 from rwttt_ray.bench.measure import peak_rss, percentile
 from rwttt_ray.bench.traces import Trace
-from rwttt_ray.ttt.baselines import naive_engine, run_replicas, static_model
-from rwttt_ray.ttt.engine import Engine, OwnerOutcome
+from rwttt_ray.ttt.baselines import naive_loop, run_replicas, static_model
+from rwttt_ray.ttt.local import LocalLoop, OwnerOutcome
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.reference import SequentialReference
 
@@ -59,13 +60,14 @@ def from_outcomes(name: str, outcomes: dict[str, OwnerOutcome], wall_s: float, r
     return res
 
 
-def run_engine_mode(name: str, engine: Engine, trace: Trace) -> ModeResult:
+def run_loop_mode(name: str, loop: LocalLoop, trace: Trace) -> ModeResult:
+    """The trace through the in-process serving loop; arrival steps are the scheduler's steps."""
     with peak_rss() as rss:
         t0 = time.perf_counter()
-        outcomes = engine.run(list(trace.requests), list(trace.arrival_steps))
+        outcomes = loop.run(list(trace.requests), list(trace.arrival_steps))
         wall = time.perf_counter() - t0
-    st = engine.stats
-    return from_outcomes(name, outcomes, wall, rss.peak_bytes, steps=st.steps,
+    st = loop.stats
+    return from_outcomes(name, outcomes, wall, rss.peak_bytes, steps=loop.core.step, phases=st.phases,
                          mean_group_size=round(sum(st.group_sizes) / max(1, len(st.group_sizes)), 2),
                          writes_committed=st.writes_committed)
 
@@ -86,24 +88,26 @@ def run_sequential(name: str, model: TTTModel, trace: Trace, keep_state: bool = 
     return res
 
 
-def run_rwttt(model: TTTModel, trace: Trace, max_group_size: int, wait_budget_steps: int) -> ModeResult:
-    eng = Engine(model, max_owners=len(trace.requests), max_group_size=max_group_size,
-                 wait_budget_steps=wait_budget_steps, record_logits=True, keep_state=True)
-    eng.audit_groups = True
-    res = run_engine_mode("rwttt_inproc", eng, trace)
-    res.extra["groups_issued"] = len(eng.issued)
-    res.extra["audit"] = eng.ledger.history
+def run_rwttt(model: TTTModel, trace: Trace, max_group_size: int, wait_budget_steps: int, **loop_kw) -> ModeResult:
+    """RW-TTT in-process, with every issued group and the ledger's audit log of committed WRITEs;
+    `loop_kw` go to LocalLoop (max_rounds, align_rounds, policies)."""
+    loop = LocalLoop(model=model, max_states=len(trace.requests), max_group_size=max_group_size,
+                     wait_budget_steps=wait_budget_steps, record_logits=True, keep_state=True, audit_groups=True,
+                     **loop_kw)
+    res = run_loop_mode("rwttt_inproc", loop, trace)
+    res.extra["groups_issued"] = len(loop.stats.issued)
+    res.extra["audit"] = loop.core.ledger.history
     return res
 
 
 def run_naive(model: TTTModel, trace: Trace) -> ModeResult:
-    eng = naive_engine(model, max_owners=len(trace.requests), record_logits=True)
-    return run_engine_mode("naive_shared", eng, trace)
+    loop = naive_loop(model, max_states=len(trace.requests), record_logits=True)
+    return run_loop_mode("naive_shared", loop, trace)
 
 
 def run_static(model: TTTModel, trace: Trace, max_group_size: int) -> ModeResult:
-    eng = Engine(static_model(model), max_owners=len(trace.requests), max_group_size=max_group_size)
-    return run_engine_mode("static_ceiling", eng, trace)
+    loop = LocalLoop(model=static_model(model), max_states=len(trace.requests), max_group_size=max_group_size)
+    return run_loop_mode("static_ceiling", loop, trace)
 
 
 def run_replica_mode(model: TTTModel, trace: Trace, num_replicas: int) -> ModeResult:

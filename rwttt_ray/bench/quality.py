@@ -1,5 +1,5 @@
 """Quality gates (the paper's Table 6): teacher-forced NLL/perplexity and top-5 relative drift,
-batched engine versus the sequential reference, on seeded held-out text.
+the batched serving loop (`ttt.local.LocalLoop`) versus the sequential reference, on seeded held-out text.
 
 Held-out streams are English-like text (`ruler.english_text`, no downloads) as tokens. Both paths
 score them teacher-forced and both apply every TTT WRITE as the stream crosses chunk boundaries:
@@ -8,7 +8,7 @@ score them teacher-forced and both apply every TTT WRITE as the stream crosses c
   logits of every position;
 - engine: a stream's first `prefix_len` tokens are the prompt (batched prefill); the runner's `_emit`
   is wrapped (`teacher_forced`) so each owner "generates" its held-out continuation: logits are
-  recorded, the sampled token is replaced by the held-out one. The real planner batches the owners.
+  recorded, the sampled token is replaced by the held-out one. The real scheduler batches the owners.
 Logits at position p score token p + 1, over each continuation. NLL gate: |mean NLL difference| <= tol.
 Drift gate: min over positions of |top5_ref & top5_engine| / 5 >= alpha. `runner_cls` is the hook for
 broken engines: `baselines.NaiveSharedRunner` (one shared fast weight) fails both gates.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from rwttt_ray.bench.ruler import english_text
-from rwttt_ray.ttt.engine import Engine
+from rwttt_ray.ttt.local import LocalLoop
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.reference import SequentialReference
 from rwttt_ray.ttt.runner import GroupRunner, OwnerState
@@ -90,17 +90,19 @@ def teacher_forced(runner_cls: type[GroupRunner]) -> type[GroupRunner]:
 def engine_logits(model: TTTModel, streams: Sequence[Sequence[int]], prefix_len: int | Sequence[int],
                   runner_cls: type[GroupRunner] = GroupRunner, arrival_steps: list[int] | None = None,
                   **engine_kw: Any) -> list[torch.Tensor]:
-    """Per stream, the batched engine's logits [len - prefix, V] for the continuation tokens.
-    `engine_kw` go to `Engine` (max_group_size, wait_budget_steps)."""
+    """Per stream, the batched serving loop's logits [len - prefix, V] for the continuation tokens.
+    `engine_kw` go to `LocalLoop` (max_group_size, wait_budget_steps)."""
     prefixes = _prefixes(prefix_len, streams)
     reqs = [Request(f"heldout-{i}", tuple(s[:p]), len(s) - p) for i, (s, p) in enumerate(zip(streams, prefixes))]
-    eng = Engine(model, max_owners=len(reqs), record_logits=True, **engine_kw)
-    eng.runner = teacher_forced(runner_cls)(model, max_owners=len(reqs), record_logits=True)
-    eng.runner.targets = {r.owner_id: list(s[p:]) for r, s, p in zip(reqs, streams, prefixes)}
-    outcomes = eng.run(reqs, arrival_steps)
+    loop = LocalLoop(model=model, max_states=len(reqs), record_logits=True, runner_cls=teacher_forced(runner_cls),
+                     **engine_kw)
+    targets = {r.owner_id: list(s[p:]) for r, s, p in zip(reqs, streams, prefixes)}
+    for worker in loop.workers.values():
+        worker.runner.targets = targets
+    outcomes = loop.run(reqs, arrival_steps)
     for r in reqs:
         out = outcomes[r.owner_id]
-        if out.error or out.tokens != eng.runner.targets[r.owner_id]:
+        if out.error or out.tokens != targets[r.owner_id]:
             raise RuntimeError(f"{r.owner_id}: teacher forcing failed ({out.error or 'tokens differ'})")
     return [torch.stack(outcomes[r.owner_id].logits) for r in reqs]
 

@@ -1,8 +1,10 @@
 """Baselines the benchmark compares RW-TTT with: naive shared-state batching, per-stream replicas,
-and the static-weights ceiling (the same engine with TTT off).
+and the static-weights ceiling (the same serving loop with TTT off).
 
 Naive batching is fast and WRONG: every owner reads one shared fast weight and every WRITE lands
-in it, so owners corrupt each other. It exists to show why the contract is needed.
+in it, so owners corrupt each other. It exists to show why the contract is needed. It runs on the
+serving loop (`ttt.local.LocalLoop`) with its own runner: its WRITEs return receipts, so the
+scheduler commits them as usual, but what they wrote is already in the shared weight.
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from dataclasses import replace
 
 import torch
 
+from rwttt_ray.core.phase import WriteReceipt
 from rwttt_ray.core.types import Group
-from rwttt_ray.ttt.engine import Engine, OwnerOutcome
 from rwttt_ray.ttt.kernels import chunk_values
+from rwttt_ray.ttt.local import LocalLoop, OwnerOutcome
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.reference import SequentialReference
 from rwttt_ray.ttt.runner import GroupResult, GroupRunner
@@ -46,7 +49,7 @@ class NaiveSharedRunner(GroupRunner):
             v = chunk_values(src, self.model.conv[layer_idx], self.model.proj[layer_idx] if s.use_proj else None)
             for g in range(len(owners)):
                 self.pool.layers[ti][slot].addmm_(h[g].t().float(), v[g].float(), alpha=s.lr)
-        return GroupResult()
+        return GroupResult(receipts=tuple(WriteReceipt(o, self.owners[o].writes, 0.0) for o in owners))
 
     def commit(self, owner_id: str) -> None:
         st = self.owners[owner_id]
@@ -56,12 +59,9 @@ class NaiveSharedRunner(GroupRunner):
         pass
 
 
-def naive_engine(model: TTTModel, **kw) -> Engine:
-    """An Engine whose runner shares one fast weight across owners (fast, wrong)."""
-    eng = Engine(model, **kw)
-    eng.runner = NaiveSharedRunner(model, max_owners=kw.get("max_owners", 64),
-                                   record_logits=kw.get("record_logits", False))
-    return eng
+def naive_loop(model: TTTModel, **kw) -> LocalLoop:
+    """The serving loop whose workers' runners share one fast weight across owners (fast, wrong)."""
+    return LocalLoop(model=model, runner_cls=NaiveSharedRunner, **kw)
 
 
 def static_model(model: TTTModel) -> TTTModel:

@@ -6,7 +6,7 @@ import pytest
 
 from rwttt_ray.bench.traces import TRACES, boundary_phases, default_bursts, make_trace
 from rwttt_ray.core.types import Effect
-from rwttt_ray.ttt.engine import Engine
+from rwttt_ray.ttt.local import LocalLoop
 
 
 def test_names_keep_the_originals_first():
@@ -62,14 +62,15 @@ def test_bursty_clusters_phases_in_groups():
 
 
 def _write_groups(model, trace):
-    eng = Engine(model, max_owners=len(trace.requests), max_group_size=64)
-    eng.audit_groups = True
-    eng.run(list(trace.requests), list(trace.arrival_steps))
-    return [g for g in eng.issued if g.effect is Effect.WRITE]
+    loop = LocalLoop(model=model, max_states=len(trace.requests), max_group_size=64, align_rounds=0,
+                     audit_groups=True)
+    loop.run(list(trace.requests), list(trace.arrival_steps))
+    return [g for g in loop.stats.issued if g.effect is Effect.WRITE]
 
 
-def test_bursty_writes_come_in_bursts_on_the_engine(model_c8):
-    """Prompts shorter than a chunk, so every WRITE is a decode WRITE: each WRITE group is one burst."""
+def test_bursty_writes_come_in_bursts_on_the_loop(model_c8):
+    """Prompts shorter than a chunk, so every WRITE is a decode WRITE: each WRITE group is one burst
+    (no phase alignment, which would make the bursts fall into step)."""
     trace = make_trace("bursty", 6, 2, 20, 8, num_bursts=3)
     phase = dict(zip((r.owner_id for r in trace.requests), boundary_phases(trace, 8)))
     writes = _write_groups(model_c8, trace)

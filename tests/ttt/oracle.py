@@ -1,4 +1,4 @@
-"""The key oracle: per owner, engine outputs and states equal the sequential reference."""
+"""The key oracle: per owner, the serving loop's outputs and states equal the sequential reference."""
 import random
 
 import torch

@@ -3,16 +3,16 @@ different lengths batched together (a shorter row reads masked KV positions up t
 match the sequential reference even when the allocator hands out NaN-filled pages."""
 import torch
 
-from rwttt_ray.ttt.engine import Engine
+from rwttt_ray.ttt.local import LocalLoop
 from tests.ttt.oracle import assert_matches_reference, make_requests
 
 
 def test_nan_garbage_in_fresh_slots_never_reaches_an_output(model_c8):
     reqs = make_requests(3, prompt_lens=[5, 13, 21], gen_lens=[12])
-    eng = Engine(model_c8, max_owners=4, record_logits=True, keep_state=True)
-    seqs = eng.runner.seqs
+    loop = LocalLoop(model=model_c8, max_states=4, record_logits=True, keep_state=True)
+    seqs = loop.workers["w0"].runner.seqs
     for t in (*seqs.k, *seqs.v, *seqs.xbuf, *seqs.hbuf):
         t.fill_(float("nan"))                 # what fresh memory may hold
-    out = eng.run(reqs)
+    out = loop.run(reqs)
     assert all(torch.isfinite(x).all() for o in out.values() for x in o.logits)
     assert_matches_reference(model_c8, reqs, out)

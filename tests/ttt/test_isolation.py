@@ -5,7 +5,7 @@ import pytest
 
 from rwttt_ray.ttt.reference import SequentialReference
 from tests.ttt.oracle import assert_matches_reference, make_requests
-from tests.ttt.test_phases import Driver
+from tests.ttt.test_phases import loop_of, serve
 
 
 def poison(victim, after=0):
@@ -23,8 +23,8 @@ def poison(victim, after=0):
 def test_a_failing_owner_fails_alone(model_c8, where, monkeypatch):
     reqs = make_requests(4, prompt_lens=[6, 11], gen_lens=[14])
     victim = reqs[1].owner_id
-    d = Driver(model_c8)
-    runner = d.workers["w0"].runner
+    loop = loop_of(model_c8)
+    runner = loop.workers["w0"].runner
     if where == "read":
         runner.read_fault = poison(victim, after=3)
     elif where == "write":
@@ -33,12 +33,10 @@ def test_a_failing_owner_fails_alone(model_c8, where, monkeypatch):
         real = runner._stop_reason
         monkeypatch.setattr(runner, "_stop_reason", lambda st, tok: (_ for _ in ()).throw(ValueError("bad sampler"))
                             if st.request.owner_id == victim and len(st.generated) == 4 else real(st, tok))
-    for r in reqs:
-        d.submit(r)
-    d.run()
-    rec = d.core.owners[victim]
-    assert rec.error and "worker error" in rec.error and rec.finished
+    out = serve(loop, reqs)
+    got = out[victim]
+    assert got.error and "worker error" in got.error and victim not in loop.core.owners   # finished, released
     others = [r for r in reqs if r.owner_id != victim]
-    assert_matches_reference(model_c8, others, {o: v for o, v in d.outcomes().items() if o != victim})
+    assert_matches_reference(model_c8, others, {o: v for o, v in out.items() if o != victim})
     want = SequentialReference(model_c8).run(reqs[1]).tokens
-    assert rec.tokens == want[:len(rec.tokens)] and len(rec.tokens) < len(want)   # what it had, no more
+    assert got.tokens == want[:len(got.tokens)] and len(got.tokens) < len(want)   # what it had, no more

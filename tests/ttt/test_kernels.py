@@ -98,7 +98,8 @@ def test_pool_candidate_commit_rollback_fork():
     pool.begin_candidate("a")
     pool.rollback("a")
     torch.testing.assert_close(pool.export("a")[0], first)
-    pool.drop("a"); pool.drop("b")
+    pool.drop("a")
+    pool.drop("b")
     assert pool.num_free() == 4
 
 

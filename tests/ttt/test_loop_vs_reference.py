@@ -1,15 +1,16 @@
-"""Batched RW-TTT equals the sequential reference per owner: tokens, logits (1e-4), states."""
+"""Batched RW-TTT (the in-process serving loop) equals the sequential reference per owner:
+tokens, logits (1e-4), states."""
 import random
 
 import pytest
 
-from rwttt_ray.ttt.engine import Engine
+from rwttt_ray.ttt.local import LocalLoop
 from tests.ttt.oracle import assert_matches_reference, make_requests
 
 
 def _run(model, reqs, arrivals=None, **kw):
-    eng = Engine(model, max_owners=max(len(reqs), 1), record_logits=True, keep_state=True, **kw)
-    return eng, eng.run(reqs, arrivals)
+    loop = LocalLoop(model=model, max_states=max(len(reqs), 1), record_logits=True, keep_state=True, **kw)
+    return loop, loop.run(reqs, arrivals)
 
 
 @pytest.mark.parametrize("owners", [1, 2, 8, 32])
@@ -29,9 +30,9 @@ def test_join_and_leave_mid_run_with_phase_skew(model_c8):
     rng = random.Random(7)
     reqs = make_requests(10, prompt_lens=[1, 4, 9, 13, 26], gen_lens=[5, 12, 30], seed=3)
     arrivals = [rng.randint(0, 25) for _ in reqs]
-    eng, out = _run(model_c8, reqs, arrivals)
+    loop, out = _run(model_c8, reqs, arrivals)
     assert_matches_reference(model_c8, reqs, out)
-    assert max(eng.stats.group_sizes) > 1   # it really batched
+    assert max(loop.stats.group_sizes) > 1   # it really batched
 
 
 @pytest.mark.parametrize("group_size,wait", [(3, 0), (4, 2), (64, 5)])
