@@ -1,14 +1,22 @@
 """ServiceAPI: the SchedulerActor's methods that the ingress and operators call: tenants,
-sessions and streaming (SessionService underneath), health, stats, events and metrics.
-A base class of SchedulerActor (Ray exposes inherited methods), so the actor's own module keeps
-the loop, the commits and the recovery.
+sessions and streaming (SessionService underneath), one-shot requests (submit, wait, poll),
+operations (migrate, drain), health, stats, events and metrics. A base class of SchedulerActor
+(Ray exposes inherited methods), so the actor's own module keeps the loop, the commits and the
+recovery.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
 
 from actors.directory import DirectoryUnavailableError
+from actors.operations import drain_service, migrate_owner
 from actors.scheduler_metrics import render_metrics
+from rwttt_ray.core.request import Request
+
+logger = logging.getLogger("actors.scheduler")
 
 
 class ServiceAPI:
@@ -76,3 +84,61 @@ class ServiceAPI:
 
     async def metrics(self) -> str:
         return await render_metrics(self)
+
+    # -- one-shot requests (benchmarks, tests) ---------------------------------------------
+    async def submit(self, req: Request, tenant_id: str = "") -> str:
+        """A one-shot request outside any tenant's books (benchmarks, `wait`/`poll`)."""
+        await self.sessions.admit(tenant_id, req)
+        return req.owner_id
+
+    def _result(self, owner_id: str) -> dict:
+        rec = self.core.owners[owner_id]
+        return {"tokens": list(rec.tokens), "version": self.core.ledger.committed(owner_id),
+                "worker_id": rec.worker_id, "finished": rec.finished, "error": rec.error,
+                "token_times": list(rec.token_times)}
+
+    async def wait(self, owner_ids: list[str], timeout_s: float = 600.0) -> dict[str, dict]:
+        deadline = time.monotonic() + timeout_s
+        while not all(self.core.owners[o].finished for o in owner_ids):
+            if self.stale:
+                raise RuntimeError(f"scheduler epoch {self.epoch} is stale")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.01, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"owners not finished after {timeout_s}s") from None
+        return {o: self._result(o) for o in owner_ids}
+
+    async def poll(self, owner_id: str, cursor: int) -> dict:
+        res = self._result(owner_id)
+        res["tokens"] = res["tokens"][cursor:]
+        return res
+
+    async def release(self, owner_id: str) -> None:
+        await self.sessions.release(owner_id)
+
+    # -- operations -------------------------------------------------------------------------
+    async def ping(self) -> int:
+        return self.epoch
+
+    async def migrate(self, owner_id: str, dst: str) -> None:
+        """Move an owner's committed state to another worker, between two of its source's phases."""
+        await migrate_owner(self, owner_id, dst)
+
+    async def drain_worker(self, name: str) -> list[str]:
+        """Operations: move every owner off a worker (between its phases), then stop it."""
+        return await self.scaler.drain(name)
+
+    async def drain(self, grace_s: float = 20.0) -> dict:
+        """Graceful shutdown (actors/operations.py): running turns finish, sessions spill to the store."""
+        self.event("draining (grace %gs): no new turns", grace_s)
+        summary = await drain_service(self, grace_s)
+        self.event("drained: %(stopped)d running turns stopped, %(spilled)d sessions spilled to the store", summary)
+        return summary
+
+    def event(self, fmt: str, *args) -> None:
+        """An operator's event: logged at INFO and kept for the serve console (`events`); `args`
+        are %-format arguments, or one mapping for %(name)s."""
+        line = fmt % (args[0] if len(args) == 1 and isinstance(args[0], dict) else args)
+        logger.info("rwttt-ray: %s", line)
+        self.events.add(line)

@@ -45,7 +45,7 @@ class GroupKey:
 
     effect: Effect        # READ and WRITE never share a group
     backend: Backend      # state type
-    shape_class: str      # dtype / layers / dims / chunk / phase; equal => one kernel call
+    shape_class: str      # dtype / dims / chunk / step kind (shape_class()); equal => one kernel call
     placement: str        # where the state lives (worker id, or "local")
 
 
