@@ -6,7 +6,8 @@ forked (copy-on-write) and rolled back to a version kept at the end of an earlie
 A turn is over ("closed") once its last token is out and, for a session, once the worker has
 kept its end state (reported with the phase result): only then is it listed as kept and can
 the next turn start. Every call names a tenant; another tenant's owner is reported exactly like
-a missing one. Token delivery (the long-polls) is TokenNews (actors/news.py).
+a missing one. Token delivery (the long-polls) is TokenNews (actors/news.py); each owner's
+turn state is one SessionRecord, with its rules pure in SessionBook (rwttt_ray/core/session.py).
 """
 from __future__ import annotations
 
@@ -102,8 +103,9 @@ class SessionService(TokenNews):
         return {"owner_id": owner_id, "context": stream[-8:], "max_new_tokens": req.max_new_tokens}
 
     async def admit(self, tenant: str, req: Request) -> str:
-        """A new owner: placed, registered in the directory, known to the core (it counts for
-        placement at once), then admitted on its worker; undone if the worker refuses it."""
+        """The one admission of a new owner (SchedulerActor.submit too): placed, registered in the
+        directory, known to the core (it counts for placement at once), then admitted on its
+        worker; undone if the worker refuses it."""
         worker_id = self.core.choose_worker(req.owner_id)
         self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch(),
                                                tenant_id=tenant), request=req.to_dict())
@@ -250,7 +252,7 @@ class SessionService(TokenNews):
         if rec is None or session is None:
             return
         self.core.finish_requests([owner_id], CANCELLED)      # not planned again
-        kept = session.cut_point()
+        kept = self.book.begin_cut(owner_id)
 
         async def job() -> None:
             await self.between_hook(rec.worker_id, owner_id)
@@ -264,6 +266,7 @@ class SessionService(TokenNews):
             if owner_id in self.core.owners:
                 self._close(owner_id)
             else:
+                self.book.end_cut(owner_id)
                 self.tenants.stopped(owner_id)
 
     async def _drop_state(self, owner_id: str) -> None:

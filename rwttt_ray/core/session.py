@@ -24,6 +24,7 @@ class SessionRecord:
     kept: list[int] = field(default_factory=list)
     closed: bool = False                      # its current turn is over
     rekeep: bool = False                      # idle, replayed after a worker loss: its state is kept again
+    cutting: bool = False                     # its turn is being cut: busy until back at its cut point
     started: float | None = None              # wall clock when the current turn started
     lease_until: float | None = None          # monotonic: the reader renews before then, or the turn is cut
     result: dict | None = None                # a finished one-shot's result, not yet read
@@ -120,10 +121,22 @@ class SessionBook:
         return rec
 
     # -- ends of turns --------------------------------------------------------------------------
+    def begin_cut(self, owner_id: str) -> int | None:
+        """A session turn is cut before its end: it stays busy (it closes when the cut is done,
+        not at its last phase) and goes back to its cut point, returned."""
+        rec = self.records[owner_id]
+        rec.cutting = True
+        return rec.cut_point()
+
+    def end_cut(self, owner_id: str) -> None:
+        """The cut is done and the session holds no state (cut back to empty)."""
+        if (rec := self.records.get(owner_id)) is not None:
+            rec.cutting = False
+
     def close(self, owner_id: str, now: float) -> SessionRecord:
-        """The current turn is over; a session's idle time starts now."""
+        """The current turn is over (a cut one too); a session's idle time starts now."""
         rec = self._of(owner_id)
-        rec.closed = True
+        rec.closed, rec.cutting = True, False
         if rec.session:
             rec.last_used = now
         return rec
@@ -131,7 +144,9 @@ class SessionBook:
     def closes_on_tokens(self, owner_id: str, finished: bool, failed: bool) -> bool:
         """A finished turn closes at once unless it is a session's good turn: that one closes
         when its end state is kept (`on_kept`)."""
-        return finished and not self.is_closed(owner_id) and (not self.is_session(owner_id) or failed)
+        rec = self.records.get(owner_id)
+        return finished and not self.is_closed(owner_id) and (rec is None or not rec.session or failed and
+                                                              not rec.cutting)
 
     def on_kept(self, owner_id: str, version: int | None, held: bool) -> bool:
         """The worker kept the owner's end-of-turn state at `version` (None: keeping failed);
@@ -143,7 +158,7 @@ class SessionBook:
             if version is not None:
                 rec.keep(version)
             return False
-        if rec is None or not held or rec.closed:
+        if rec is None or not held or rec.closed or rec.cutting:
             return False
         if version is not None:
             rec.keep(version)

@@ -58,6 +58,23 @@ def test_a_good_session_turn_closes_when_its_end_is_kept_a_failed_one_at_once():
     assert not book.closes_on_tokens("s", finished=True, failed=True)          # closed already
 
 
+def test_a_turn_being_cut_stays_busy_until_the_cut_is_done():
+    book = book_with_session(kept=[1, 3])
+    book.start_turn("s", "t", now=1.0)
+    assert book.begin_cut("s") == 3
+    assert not book.closes_on_tokens("s", finished=True, failed=True)   # its last phase does not end it
+    assert not book.on_kept("s", 5, held=True) and book.get("s").kept == [1, 3]   # nor is it kept
+    assert book.is_busy("s", held=True)
+    book.close("s", now=2.0)
+    assert not book.is_busy("s", held=True) and not book.get("s").cutting
+    empty = book_with_session("e")
+    book.records["e"] = empty.get("e")
+    book.start_turn("e", "t", now=1.0)
+    assert book.begin_cut("e") is None
+    book.end_cut("e")
+    assert not book.get("e").cutting and book.closes_on_tokens("e", finished=True, failed=True)
+
+
 def test_keeping_fails_or_the_owner_is_gone():
     book = book_with_session()
     book.start_turn("s", "t", now=1.0)
