@@ -11,7 +11,7 @@ get slots in the fairness order, and `settle` charges each tenant the tokens it 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping
+from typing import Callable, Mapping
 
 from policies.autoscaling import ScaleObservation, WorkerUsage
 from policies.eviction import LRUResidency, Residency, ResidencyPolicy, make_residency
@@ -111,7 +111,7 @@ class SchedulerCore(OwnerState):
         return moves[:max(0, free)]
 
     # -- planning -----------------------------------------------------------------------------
-    def _tag(self, worker_id: str):
+    def _tag(self, worker_id: str) -> Callable[[str, OwnerProgress, int], TransitionTag]:
         prefix = self.workers[worker_id].shape_prefix
 
         def tag(owner_id: str, p: OwnerProgress, version: int) -> TransitionTag:
@@ -141,6 +141,7 @@ class SchedulerCore(OwnerState):
     def next_plan(self, worker_id: str, epoch: int) -> PhasePlan | None:
         """The worker's next phase, or None when it has nothing to do."""
         w = self.workers[worker_id]
+        assert w.planner is not None, "add_worker gives every worker a planner"
         residents = self._residents(worker_id)
         progress = {o: self.owners[o].progress for o in residents if self.owners[o].error is None}   # a cut turn stops
         rounds, writes, end = plan_phase(progress, self.ledger.committed, w.planner, self._tag(worker_id),
