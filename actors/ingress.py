@@ -266,7 +266,9 @@ class Ingress:
         stream_options.include_usage), then [DONE]; an error mid-stream is one error event."""
         first = {c.index: True for c in choices}
         sent = {c.index: len(c.echo) for c in choices}
-        chunk = lambda choice: f"data: {json.dumps(render.body(rid, chat, self.model.name, [choice], chunk=True))}\n\n"
+
+        def chunk(choice) -> str:   # one choice of the chunk body
+            return f"data: {json.dumps(render.body(rid, chat, self.model.name, [choice], chunk=True))}\n\n"
         self._hold(choices, True)
         try:
             for c in choices:

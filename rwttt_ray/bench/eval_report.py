@@ -33,7 +33,7 @@ def headline(doc: dict[str, Any]) -> str:
     c, o = doc["config"], doc["options"]
     return (f"rwttt eval{' --quick' if o['quick'] else ''} on {c['model']} ({c['ttt_settings']}): trace {o['trace']}, "
             f"{o['owners']} owners, prompt {o['prompt_len']} + gen {o['gen_len']}, B={o['max_group_size']}, "
-            f"w={o['wait_budget']}, {c['torch_threads']} torch thread(s)")
+            f"w={o['wait_budget_steps']}, {c['torch_threads']} torch thread(s)")
 
 
 def budget_line(b: dict[str, Any]) -> str:

@@ -42,7 +42,9 @@ def table(results: dict[str, ModeResult]) -> str:
     for name, res in results.items():
         s = res.summary()
         vs = f"{res.tok_per_s / seq.tok_per_s:.2f}x" if seq and seq.tok_per_s else "-"
-        ms = lambda v, w, p: f"{v:>{w}.{p}f}" if v == v else f"{'-':>{w}}"   # nan -> '-'
+
+        def ms(v: float, w: int, p: int) -> str:
+            return f"{v:>{w}.{p}f}" if v == v else f"{'-':>{w}}"   # nan -> '-'
         lines.append(f"{name:<16}{s['tok_per_s']:>10.1f}{vs:>8}{s['wall_s']:>9.2f}{ms(s['ttft_p50_ms'], 13, 1)}"
                      f"{ms(s['tpot_p50_ms'], 12, 2)}{ms(s['tpot_p99_ms'], 12, 2)}{s['peak_rss_mib']:>10.0f}")
     return "\n".join(lines)

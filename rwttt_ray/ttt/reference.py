@@ -59,7 +59,8 @@ class ReferenceTTTMLP(torch.nn.Module):
         while start < rows.shape[0]:
             n = min(rows.shape[0] - start, self.chunk - len(self.xs))       # up to the next boundary
             out.append(self._read(rows[start:start + n]))                   # READ with the current W
-            self.xs.extend(rows[start:start + n]); self.ss.extend(src[start:start + n])
+            self.xs.extend(rows[start:start + n])
+            self.ss.extend(src[start:start + n])
             if len(self.xs) == self.chunk:
                 self._write()                                               # WRITE after the chunk's last read
             start += n

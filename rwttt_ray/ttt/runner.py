@@ -255,8 +255,10 @@ class GroupRunner:
         self.admit(snap.request, snap.generated)
         st = self.owners[owner_id]
         st.progress = replace(st.progress, pos=snap.pos, writes=snap.version, done=snap.done)
-        pick = lambda kind: [snap.tensors[k] for k in sorted((k for k in snap.tensors if k.startswith(kind + ".")),
-                                                             key=lambda k: int(k.split(".")[1]))]
+
+        def pick(kind: str) -> list[torch.Tensor]:
+            names = sorted((k for k in snap.tensors if k.startswith(kind + ".")), key=lambda k: int(k.split(".")[1]))
+            return [snap.tensors[k] for k in names]
         self.seqs.load(owner_id, {kind: pick(kind) for kind in ("k", "v", "x", "h", "s")})
         dw = pick("dw")
         self.pool.load(owner_id, dw or None)
