@@ -53,12 +53,8 @@ class SchedulerActor(ServiceAPI):
         self.directory: StateDirectory = RedisDirectory(redis_url, namespace)
         self.epoch = self.directory.acquire_epoch()
         weights = {t: float(lim.get("weight", 1.0)) for t, lim in self.tenant_limits.items()}
-        self.core = SchedulerCore.from_policies(
-            chunk, ttt, max_group_size=batching.max_group_size, wait_budget_steps=batching.wait_budget_steps,
-            max_rounds=batching.rounds_per_call, quantum_steps=batching.quantum_steps,
-            grouping_policy=batching.grouping_policy, placement_policy=config.cluster.placement_policy,
-            eviction_policy=batching.eviction_policy, fairness_policy=batching.fairness_policy, weights=weights,
-            align_rounds=batching.align_rounds)
+        self.core = SchedulerCore.from_policies(chunk, ttt, placement_policy=config.cluster.placement_policy,
+                                                weights=weights, **batching.scheduling())
         self.scaler = WorkerScaler(self, autoscaler, launcher, config.cluster.scale_interval_s)
         self.worker_names = list(worker_names)
         self.workers: dict[str, WorkerClient] = {}

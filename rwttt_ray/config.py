@@ -138,6 +138,10 @@ class ModelConfig:
         return model
 
 
+SCHEDULING_KNOBS = ("max_group_size", "wait_budget_steps", "align_rounds", "rounds_per_call", "quantum_steps",
+                    "grouping_policy", "eviction_policy", "fairness_policy")
+
+
 @dataclass(frozen=True, kw_only=True)
 class BatchingConfig:
     max_states_per_worker: int = 64
@@ -162,6 +166,11 @@ class BatchingConfig:
     """Who holds device slots when short: 'lru' or 'tenant_lru' (by tenant weight)."""
     fairness_policy: str = "vtc"
     """Order across tenants: 'vtc' (virtual token counter, weighted) or 'fcfs'."""
+
+    def scheduling(self) -> dict:
+        """The knobs the scheduler's core plans with, by their names here (SchedulerCore.from_policies
+        and LocalLoop take the same keywords), so serving and the in-process loop plan alike."""
+        return {name: getattr(self, name) for name in SCHEDULING_KNOBS}
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "max_states_per_worker", "max_group_size", "rounds_per_call", "quantum_steps")

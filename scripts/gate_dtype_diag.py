@@ -37,7 +37,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def static_batched(model, trace) -> modes.ModeResult:
-    loop = LocalLoop(model=static_model(model), max_states=len(trace.requests), record_logits=True)
+    loop = LocalLoop(model=static_model(model), max_states_per_worker=len(trace.requests), record_logits=True)
     return modes.run_loop_mode("static_b", loop, trace)
 
 
@@ -111,10 +111,10 @@ def main() -> int:
     seq32 = modes.run_sequential("seq32", model, trace)
     recs = []
     if not args.no_fp32_rwttt:
-        recs.append(line("rwttt32 vs seq32", modes.run_rwttt(model, trace, 64, 0), seq32))
+        recs.append(line("rwttt32 vs seq32", modes.run_rwttt(model, trace), seq32))
     model.hf.to(DTYPES[args.dtype])
     seq16 = modes.run_sequential("seq16", model, trace)
-    rw16 = modes.run_rwttt(model, trace, 64, 0)
+    rw16 = modes.run_rwttt(model, trace)
     naive16 = modes.run_naive(model, trace)
     st1 = modes.run_sequential("static1", static_model(model), trace)
     stb = static_batched(model, trace)

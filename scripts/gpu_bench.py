@@ -34,7 +34,7 @@ def warmup(model) -> float:
     reqs = [Request(f"warm{i}", tuple(40 + (i + j) % 50 for j in range(c + 3)), 4) for i in range(2)]
     SequentialReference(model, record_logits=True).run(reqs[0])
     for m in (model, static_model(model)):
-        LocalLoop(model=m, max_states=2, record_logits=True, keep_state=True).run(reqs)
+        LocalLoop(model=m, max_states_per_worker=2, record_logits=True, keep_state=True).run(reqs)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - t0

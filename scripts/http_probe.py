@@ -85,7 +85,7 @@ def main() -> None:
                 reqs = [replace(r, owner_id=f"{r.owner_id}-direct{i}") for r in trace.requests]
                 measured("direct", sched, partial(direct_pass, sched, reqs))
                 t0 = time.time()
-                modes.run_rwttt(model, trace, 64, 0)
+                modes.run_rwttt(model, trace)
                 print(f"inproc  wall {time.time() - t0:6.3f} s", flush=True)
     finally:
         serve.delete("probe")

@@ -23,7 +23,7 @@ def _inproc_wall(batching: BatchingConfig, model, trace: Trace) -> float:
     the machine getting faster or slower between the modes (see report.ratios)."""
     from rwttt_ray.bench import modes
 
-    return modes.run_rwttt(model, trace, batching.max_group_size, batching.wait_budget_steps).wall_s
+    return modes.run_rwttt(model, trace, **batching.scheduling()).wall_s
 
 
 def _submit_trace(cluster, trace: Trace, step_s: float) -> list[str]:

@@ -62,8 +62,8 @@ def _finish(model: TTTModel, loop: LocalLoop, reqs: list[Request], failed: str |
     return True
 
 
-def _loop(model: TTTModel, hooks: Hooks, reqs: list[Request], num_workers: int = 1) -> LocalLoop:
-    loop = build_loop(model, hooks, 16, num_workers=num_workers, max_rounds=6)
+def _loop(model: TTTModel, hooks: Hooks, reqs: list[Request], workers: int = 1) -> LocalLoop:
+    loop = build_loop(model, hooks, 16, workers=workers, rounds_per_call=6)
     for r in reqs:
         loop.submit(r)
     return loop
@@ -177,7 +177,7 @@ def failed_write(model: TTTModel, hooks: Hooks) -> dict[str, Any]:
 # -- the phase path: SchedulerCore + WorkerCore ---------------------------------------------------
 def lost_worker(model: TTTModel, hooks: Hooks) -> dict[str, Any]:
     reqs = _requests(model, 4)
-    loop = _loop(model, hooks, reqs, num_workers=2)
+    loop = _loop(model, hooks, reqs, workers=2)
     plan = loop.plan("w0")
     while plan is not None and not plan.writes:          # run w0 until a phase ends in WRITEs
         loop.settle("w0", plan, loop.workers["w0"].run_phase(plan))

@@ -48,11 +48,11 @@ def progress_bar(items: Any, desc: str) -> tqdm:
                 disable=not sys.stderr.isatty() and not os.environ.get("RWTTT_PROGRESS"))
 
 
-def build_loop(model: TTTModel, hooks: Hooks, max_states: int, max_group_size: int = 64,
+def build_loop(model: TTTModel, hooks: Hooks, max_states_per_worker: int, max_group_size: int = 64,
                wait_budget_steps: int = 0, **kw: Any) -> LocalLoop:
     """The serving loop over the hooked runner and worker, with the hooked ledger and per-worker
     planners in its SchedulerCore (set before any owner is admitted)."""
-    loop = LocalLoop(model=model, max_states=max_states, max_group_size=max_group_size,
+    loop = LocalLoop(model=model, max_states_per_worker=max_states_per_worker, max_group_size=max_group_size,
                      wait_budget_steps=wait_budget_steps, runner_cls=hooks.runner_cls, worker_cls=hooks.worker_cls,
                      **kw)
     loop.core.ledger = hooks.ledger_cls()
@@ -95,7 +95,7 @@ def run_modes(model: TTTModel, opts: EvalOptions, config: Any, hooks: Hooks = Ho
     steps = [("sequential", lambda: modes.run_sequential("sequential", model, trace)),
              ("static_batch1", lambda: modes.run_sequential("static_batch1", static_model(model), trace)),
              ("naive_shared", lambda: modes.run_naive(model, trace)),
-             ("static_ceiling", lambda: modes.run_static(model, trace, opts.max_group_size)),
+             ("static_ceiling", lambda: modes.run_static(model, trace, max_group_size=opts.max_group_size)),
              ("rwttt_inproc", lambda: run_rwttt(model, trace, opts, hooks))]
     results = _run_steps(steps, opts.repeat)
     budget = memory_matched(results, opts.owners, opts.replicas)
@@ -152,7 +152,7 @@ def sweep_point(model: TTTModel, opts: EvalOptions, owners: int) -> tuple[dict[s
     trace = make(opts, model, opts.trace, owners)
     runs = {"sequential": lambda: modes.run_sequential("sequential", model, trace),
             "naive_shared": lambda: modes.run_naive(model, trace),
-            "static_ceiling": lambda: modes.run_static(model, trace, opts.max_group_size),
+            "static_ceiling": lambda: modes.run_static(model, trace, max_group_size=opts.max_group_size),
             "rwttt_inproc": lambda: run_rwttt(model, trace, opts)}
     results = {name: runs[name]() for name in SWEEP_MODES}
     g = gates(results["rwttt_inproc"], None, results["sequential"])

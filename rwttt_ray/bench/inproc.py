@@ -45,8 +45,8 @@ def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, ex
              ("static_batch1", lambda: modes.run_sequential("static_batch1", static_model(model), trace)),
              ("replicas", lambda: modes.run_replica_mode(model, trace, opts.replicas or min(opts.owners, os.cpu_count() or 1))),
              ("naive_shared", lambda: modes.run_naive(model, trace)),
-             ("static_ceiling", lambda: modes.run_static(model, trace, b)),
-             ("rwttt_inproc", lambda: modes.run_rwttt(model, trace, b, w))]
+             ("static_ceiling", lambda: modes.run_static(model, trace, **batching.scheduling())),
+             ("rwttt_inproc", lambda: modes.run_rwttt(model, trace, **batching.scheduling()))]
     steps += [(name, (lambda fn=fn: fn(model, trace))) for name, fn in (extra_modes or {}).items()]
     results = _run_steps([s for s in steps if s[0] not in opts.skip], max(1, opts.repeat))
     gate = gates(results["rwttt_inproc"], results.get("naive_shared"), results["sequential"])

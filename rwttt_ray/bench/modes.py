@@ -88,12 +88,11 @@ def run_sequential(name: str, model: TTTModel, trace: Trace, keep_state: bool = 
     return res
 
 
-def run_rwttt(model: TTTModel, trace: Trace, max_group_size: int, wait_budget_steps: int, **loop_kw) -> ModeResult:
+def run_rwttt(model: TTTModel, trace: Trace, **scheduling) -> ModeResult:
     """RW-TTT in-process, with every issued group and the ledger's audit log of committed WRITEs;
-    `loop_kw` go to LocalLoop (max_rounds, align_rounds, policies)."""
-    loop = LocalLoop(model=model, max_states=len(trace.requests), max_group_size=max_group_size,
-                     wait_budget_steps=wait_budget_steps, record_logits=True, keep_state=True, audit_groups=True,
-                     **loop_kw)
+    `scheduling`: LocalLoop's planning knobs (BatchingConfig.scheduling(): B, w, k, alignment, policies)."""
+    loop = LocalLoop(model=model, max_states_per_worker=len(trace.requests), record_logits=True, keep_state=True,
+                     audit_groups=True, **scheduling)
     res = run_loop_mode("rwttt_inproc", loop, trace)
     res.extra["groups_issued"] = len(loop.stats.issued)
     res.extra["audit"] = loop.core.ledger.history
@@ -101,12 +100,13 @@ def run_rwttt(model: TTTModel, trace: Trace, max_group_size: int, wait_budget_st
 
 
 def run_naive(model: TTTModel, trace: Trace) -> ModeResult:
-    loop = naive_loop(model, max_states=len(trace.requests), record_logits=True)
+    loop = naive_loop(model, max_states_per_worker=len(trace.requests), record_logits=True)
     return run_loop_mode("naive_shared", loop, trace)
 
 
-def run_static(model: TTTModel, trace: Trace, max_group_size: int) -> ModeResult:
-    loop = LocalLoop(model=static_model(model), max_states=len(trace.requests), max_group_size=max_group_size)
+def run_static(model: TTTModel, trace: Trace, **scheduling) -> ModeResult:
+    """The static ceiling: the same loop and knobs with TTT off (no WRITEs, one shape class)."""
+    loop = LocalLoop(model=static_model(model), max_states_per_worker=len(trace.requests), **scheduling)
     return run_loop_mode("static_ceiling", loop, trace)
 
 

@@ -94,7 +94,7 @@ def engine_logits(model: TTTModel, streams: Sequence[Sequence[int]], prefix_len:
     `engine_kw` go to `LocalLoop` (max_group_size, wait_budget_steps)."""
     prefixes = _prefixes(prefix_len, streams)
     reqs = [Request(f"heldout-{i}", tuple(s[:p]), len(s) - p) for i, (s, p) in enumerate(zip(streams, prefixes))]
-    loop = LocalLoop(model=model, max_states=len(reqs), record_logits=True, runner_cls=teacher_forced(runner_cls),
+    loop = LocalLoop(model=model, max_states_per_worker=len(reqs), record_logits=True, runner_cls=teacher_forced(runner_cls),
                      **engine_kw)
     targets = {r.owner_id: list(s[p:]) for r, s, p in zip(reqs, streams, prefixes)}
     for worker in loop.workers.values():

@@ -51,9 +51,9 @@ class PhaseResult:
 
 
 def plan_phase(progress: Mapping[OwnerId, OwnerProgress], committed: Callable[[OwnerId], int],
-               planner: BatchPlanner, tag_fn: TagFn, start_step: int, max_rounds: int,
+               planner: BatchPlanner, tag_fn: TagFn, start_step: int, rounds_per_call: int,
                align_rounds: int = 0) -> tuple[tuple[tuple[Group, ...], ...], tuple[Group, ...], int]:
-    """Simulate up to `max_rounds` READ rounds through `planner`; return (rounds, writes, steps).
+    """Simulate up to `rounds_per_call` READ rounds through `planner`; return (rounds, writes, steps).
 
     The phase ends after the round in which an owner reaches a WRITE boundary, unless every
     other reading owner reaches its own boundary within `align_rounds` rounds of waiting: then
@@ -65,7 +65,7 @@ def plan_phase(progress: Mapping[OwnerId, OwnerProgress], committed: Callable[[O
     rounds: list[tuple[Group, ...]] = []
     step = start_step
     waited: dict[OwnerId, int] = {}
-    for _ in range(max_rounds):
+    for _ in range(rounds_per_call):
         _submit(sim, planner, committed, tag_fn, step, Effect.READ)
         groups = planner.plan(step, committed).groups
         step += 1

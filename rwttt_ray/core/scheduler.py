@@ -30,11 +30,11 @@ __all__ = ["OwnerRecord", "SchedulerCore", "WorkerRecord"]
 
 class SchedulerCore(OwnerState):
     def __init__(self, chunk: int, ttt: bool = True, max_group_size: int = 64, wait_budget_steps: int = 0,
-                 max_rounds: int = 64, placement: PlacementPolicy | None = None,
+                 rounds_per_call: int = 64, placement: PlacementPolicy | None = None,
                  residency: ResidencyPolicy | None = None, grouping_policy: str = "greedy",
                  fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None,
                  align_rounds: int | None = None) -> None:
-        self.chunk, self.ttt, self.max_rounds = chunk, ttt, max_rounds
+        self.chunk, self.ttt, self.rounds_per_call = chunk, ttt, rounds_per_call
         self.align_rounds = chunk // 2 if align_rounds is None else align_rounds   # see plan_phase
         self.max_group_size, self.wait_budget_steps = max_group_size, wait_budget_steps
         self.placement = placement or LeastLoaded()
@@ -49,13 +49,13 @@ class SchedulerCore(OwnerState):
 
     @classmethod
     def from_policies(cls, chunk: int, ttt: bool = True, *, max_group_size: int = 64, wait_budget_steps: int = 0,
-                      max_rounds: int = 64, quantum_steps: int | None = None, grouping_policy: str = "greedy",
+                      rounds_per_call: int = 64, quantum_steps: int | None = None, grouping_policy: str = "greedy",
                       placement_policy: str = "least_loaded", eviction_policy: str = "lru",
                       fairness_policy: str = "vtc", weights: Mapping[str, float] | None = None,
                       align_rounds: int | None = None) -> "SchedulerCore":
         """A core whose policies are chosen by name (RwtttConfig's *_policy fields); `weights`:
         tenant -> share of contended slots (fairness and tenant_lru; default 1)."""
-        return cls(chunk, ttt, max_group_size, wait_budget_steps, max_rounds,
+        return cls(chunk, ttt, max_group_size, wait_budget_steps, rounds_per_call,
                    placement=make_placement(placement_policy),
                    residency=make_residency(eviction_policy, quantum_steps, weights),
                    grouping_policy=grouping_policy, fairness_policy=fairness_policy, weights=weights,
@@ -145,7 +145,7 @@ class SchedulerCore(OwnerState):
         residents = self._residents(worker_id)
         progress = {o: self.owners[o].progress for o in residents if self.owners[o].error is None}   # a cut turn stops
         rounds, writes, end = plan_phase(progress, self.ledger.committed, w.planner, self._tag(worker_id),
-                                         self.step, self.max_rounds, self.align_rounds)
+                                         self.step, self.rounds_per_call, self.align_rounds)
         if not rounds and not writes and not w.commits and not w.rollbacks:
             return None
         for group in writes:

@@ -59,8 +59,8 @@ Phase = tuple[str, PhasePlan, PhaseResult]
 
 
 class LocalLoop:
-    def __init__(self, *, model: TTTModel, num_workers: int = 1, max_states: int = 64, max_group_size: int = 64,
-                 wait_budget_steps: int = 0, max_rounds: int = 64, quantum_steps: int | None = None,
+    def __init__(self, *, model: TTTModel, workers: int = 1, max_states_per_worker: int = 64, max_group_size: int = 64,
+                 wait_budget_steps: int = 0, rounds_per_call: int = 64, quantum_steps: int | None = None,
                  align_rounds: int | None = None, grouping_policy: str = "greedy",
                  placement_policy: str = "least_loaded", eviction_policy: str = "lru", fairness_policy: str = "vtc",
                  weights: Mapping[str, float] | None = None, record_logits: bool = False, keep_state: bool = False,
@@ -71,24 +71,24 @@ class LocalLoop:
         self.runner_cls, self.worker_cls, self.audit_groups = runner_cls, worker_cls, audit_groups
         self.core = SchedulerCore.from_policies(
             s.chunk, s.enabled, max_group_size=max_group_size, wait_budget_steps=wait_budget_steps,
-            max_rounds=max_rounds, quantum_steps=quantum_steps, grouping_policy=grouping_policy,
+            rounds_per_call=rounds_per_call, quantum_steps=quantum_steps, grouping_policy=grouping_policy,
             placement_policy=placement_policy, eviction_policy=eviction_policy, fairness_policy=fairness_policy,
             weights=weights, align_rounds=align_rounds)
         self.workers: dict[str, WorkerCore] = {}
-        for i in range(num_workers):
-            self.add_worker(f"w{i}", max_states)
+        for i in range(workers):
+            self.add_worker(f"w{i}", max_states_per_worker)
         self.epoch = 1
         self.stats = LoopStats()
         self._arrival: dict[str, float] = {}
         self._done: dict[str, OwnerOutcome] = {}
 
-    def add_worker(self, worker_id: str, max_states: int) -> WorkerCore:
-        worker = self.worker_cls(self.model, worker_id, max_states=max_states, record_logits=self.record_logits)
+    def add_worker(self, worker_id: str, max_states_per_worker: int) -> WorkerCore:
+        worker = self.worker_cls(self.model, worker_id, max_states_per_worker=max_states_per_worker, record_logits=self.record_logits)
         if self.runner_cls is not GroupRunner:    # a baseline's (or a broken) runner under the same worker
-            worker.runner = self.runner_cls(self.model, max_owners=max_states, placement=worker_id,
+            worker.runner = self.runner_cls(self.model, max_owners=max_states_per_worker, placement=worker_id,
                                             record_logits=self.record_logits)
         self.workers[worker_id] = worker
-        self.core.add_worker(worker_id, worker.shape_prefix, max_states)
+        self.core.add_worker(worker_id, worker.shape_prefix, max_states_per_worker)
         return worker
 
     # -- owners ---------------------------------------------------------------------------------

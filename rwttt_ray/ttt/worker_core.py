@@ -24,9 +24,9 @@ class StaleEpochRefused(RuntimeError):
 
 
 class WorkerCore:
-    def __init__(self, model: TTTModel, worker_id: str, max_states: int = 64, record_logits: bool = False) -> None:
-        self.worker_id, self.max_states = worker_id, max_states
-        self.runner = GroupRunner(model, max_owners=max_states, placement=worker_id, record_logits=record_logits)
+    def __init__(self, model: TTTModel, worker_id: str, max_states_per_worker: int = 64, record_logits: bool = False) -> None:
+        self.worker_id, self.max_states_per_worker = worker_id, max_states_per_worker
+        self.runner = GroupRunner(model, max_owners=max_states_per_worker, placement=worker_id, record_logits=record_logits)
         self.host: OrderedDict[str, bytes] = OrderedDict()     # spilled owners (host tier)
         self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
         self.kept: dict[tuple[str, int], bytes] = {}             # (owner, version) -> state, for rollback

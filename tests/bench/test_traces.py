@@ -62,7 +62,7 @@ def test_bursty_clusters_phases_in_groups():
 
 
 def _write_groups(model, trace):
-    loop = LocalLoop(model=model, max_states=len(trace.requests), max_group_size=64, align_rounds=0,
+    loop = LocalLoop(model=model, max_states_per_worker=len(trace.requests), max_group_size=64, align_rounds=0,
                      audit_groups=True)
     loop.run(list(trace.requests), list(trace.arrival_steps))
     return [g for g in loop.stats.issued if g.effect is Effect.WRITE]

@@ -9,7 +9,7 @@ from tests.ttt.oracle import assert_matches_reference, make_requests
 
 def test_nan_garbage_in_fresh_slots_never_reaches_an_output(model_c8):
     reqs = make_requests(3, prompt_lens=[5, 13, 21], gen_lens=[12])
-    loop = LocalLoop(model=model_c8, max_states=4, record_logits=True, keep_state=True)
+    loop = LocalLoop(model=model_c8, max_states_per_worker=4, record_logits=True, keep_state=True)
     seqs = loop.workers["w0"].runner.seqs
     for t in (*seqs.k, *seqs.v, *seqs.xbuf, *seqs.hbuf):
         t.fill_(float("nan"))                 # what fresh memory may hold

@@ -9,7 +9,7 @@ from tests.ttt.oracle import assert_matches_reference, make_requests
 
 
 def _run(model, reqs, arrivals=None, **kw):
-    loop = LocalLoop(model=model, max_states=max(len(reqs), 1), record_logits=True, keep_state=True, **kw)
+    loop = LocalLoop(model=model, max_states_per_worker=max(len(reqs), 1), record_logits=True, keep_state=True, **kw)
     return loop, loop.run(reqs, arrivals)
 
 

@@ -8,9 +8,9 @@ from rwttt_ray.ttt.worker_core import StaleEpochRefused
 from tests.ttt.oracle import assert_matches_reference, make_requests
 
 
-def loop_of(model, num_workers=1, max_states=64, quantum=None, max_rounds=64, align=None):
-    return LocalLoop(model=model, num_workers=num_workers, max_states=max_states, quantum_steps=quantum,
-                     max_rounds=max_rounds, align_rounds=align, record_logits=True, keep_state=True)
+def loop_of(model, workers=1, max_states_per_worker=64, quantum=None, rounds_per_call=64, align=None):
+    return LocalLoop(model=model, workers=workers, max_states_per_worker=max_states_per_worker, quantum_steps=quantum,
+                     rounds_per_call=rounds_per_call, align_rounds=align, record_logits=True, keep_state=True)
 
 
 def serve(loop, reqs):
@@ -22,7 +22,7 @@ def serve(loop, reqs):
 
 def test_phases_match_reference_two_workers(model_c8):
     reqs = make_requests(6, prompt_lens=[5, 13, 20], gen_lens=[17, 9])
-    loop = loop_of(model_c8, num_workers=2)
+    loop = loop_of(model_c8, workers=2)
     out = serve(loop, reqs)
     assert {o.worker_id for o in out.values()} == {"w0", "w1"}
     assert_matches_reference(model_c8, reqs, out)
@@ -54,7 +54,7 @@ def test_owners_arriving_apart_fall_into_step(model_c8, align):
 
 def test_more_owners_than_slots_spill_and_reload(model_c8):
     reqs = make_requests(7, prompt_lens=[6, 11], gen_lens=[19, 12])
-    loop = loop_of(model_c8, max_states=3, quantum=3, max_rounds=4)
+    loop = loop_of(model_c8, max_states_per_worker=3, quantum=3, rounds_per_call=4)
     out = serve(loop, reqs)
     w = loop.workers["w0"]
     assert w.stats["spills"] > 0 and w.stats["reloads"] > 0
@@ -63,7 +63,7 @@ def test_more_owners_than_slots_spill_and_reload(model_c8):
 
 def test_forced_migration_mid_generation(model_c8):
     reqs = make_requests(3, prompt_lens=[9, 14], gen_lens=[22])
-    loop = loop_of(model_c8, num_workers=2, max_rounds=5)
+    loop = loop_of(model_c8, workers=2, rounds_per_call=5)
     for r in reqs:
         loop.submit(r)
     loop.tick()
@@ -80,7 +80,7 @@ def test_forced_migration_mid_generation(model_c8):
 
 def test_lost_worker_owners_replay_elsewhere(model_c8):
     reqs = make_requests(4, prompt_lens=[7, 12], gen_lens=[25])
-    loop = loop_of(model_c8, num_workers=2, max_rounds=6)
+    loop = loop_of(model_c8, workers=2, rounds_per_call=6)
     for r in reqs:
         loop.submit(r)
     for _ in range(4):

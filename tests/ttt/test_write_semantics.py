@@ -14,7 +14,7 @@ def _snapshot(runner):
 
 
 def test_every_write_changes_only_its_owner(model_c8):
-    loop = LocalLoop(model=model_c8, max_states=4, keep_state=True)
+    loop = LocalLoop(model=model_c8, max_states_per_worker=4, keep_state=True)
     runner = loop.workers["w0"].runner
     commits = []
     real_commit = runner.commit
@@ -39,7 +39,7 @@ def test_failed_write_group_rolls_back_every_member_then_recovers(model_c8):
     """The kernel raises mid-group (after two candidates were written): every member's candidate
     rolls back, the members re-run alone and commit, and all end as the reference."""
     reqs = make_requests(4, prompt_lens=[8], gen_lens=[12])   # aligned: WRITE groups of 4
-    loop = LocalLoop(model=model_c8, max_states=4, record_logits=True, keep_state=True)
+    loop = LocalLoop(model=model_c8, max_states_per_worker=4, record_logits=True, keep_state=True)
     runner = loop.workers["w0"].runner
     calls, rolled_back = {"n": 0}, []
 
@@ -65,8 +65,8 @@ def test_failed_write_group_rolls_back_every_member_then_recovers(model_c8):
 
 def test_naive_shared_batching_diverges(model_c8):
     reqs = make_requests(4, prompt_lens=[16, 9], gen_lens=[24])
-    good = from_outcomes("rwttt", LocalLoop(model=model_c8, max_states=4, record_logits=True).run(reqs), 1.0, 0)
-    naive = from_outcomes("naive", naive_loop(model_c8, max_states=4, record_logits=True).run(reqs), 1.0, 0)
+    good = from_outcomes("rwttt", LocalLoop(model=model_c8, max_states_per_worker=4, record_logits=True).run(reqs), 1.0, 0)
+    naive = from_outcomes("naive", naive_loop(model_c8, max_states_per_worker=4, record_logits=True).run(reqs), 1.0, 0)
     assert max_logit_diff(good, naive) > 1e-2
     same, total = token_match(naive, good)
     assert max_logit_diff(good, naive) > 1e-2 and total == 4
