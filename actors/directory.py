@@ -22,12 +22,12 @@ from actors.directory_scripts import (_ASSERT_EPOCH, _COMMIT, _ENTRIES, _LIVE, _
                                      _SESSION)
 from actors.state_directory import (FIELDS, DirectoryEntry, DirectoryError, DirectoryUnavailableError,  # noqa: F401
                                     DirectoryVersionError, DuplicateEntryError, MissingPayloadError, ResyncRow,
-                                    StaleEpochError, Tier, UnknownEntryError, refusal)
+                                    DirectorySteps, StaleEpochError, Tier, UnknownEntryError, refusal)
 
 T = TypeVar("T")
 
 
-class RedisDirectory:
+class RedisDirectory(DirectorySteps):
     """Owner -> (worker, slot, tier, version, epoch) in Redis; metadata only, one round trip per op.
     Implements StateDirectory (actors/state_directory.py)."""
 
@@ -125,10 +125,6 @@ class RedisDirectory:
                           idempotent=True)
         return sorted((DirectoryEntry.from_dict(dict(zip(FIELDS, row))) for row in rows), key=lambda e: e.owner_id)
 
-    def ledger_snapshot(self) -> dict[str, int]:
-        """owner -> committed version, for a restarted scheduler to rebuild its ledger."""
-        return {e.owner_id: e.version for e in self.entries()}
-
     def remove(self, owner_id: str, epoch: int) -> bool:
         """Drop the entry, its token log and its payloads (fenced). True if the entry existed."""
         keys = [*self._owner_keys(owner_id), self.key("owners"), self.key("tokens", owner_id),
@@ -136,13 +132,6 @@ class RedisDirectory:
         return bool(self._check(owner_id, epoch, None, *self._call(self._remove, keys=keys, args=[epoch, owner_id])))
 
     # -- commit and move (atomic, fenced) ---------------------------------------------------
-    def commit(self, owner_id: str, epoch: int, expected_version: int) -> int:
-        """version := expected + 1, only if epoch is current and the stored version is expected."""
-        result = self.commit_many([(owner_id, expected_version)], epoch)[0]
-        if isinstance(result, DirectoryError):
-            raise result
-        return result
-
     def commit_many(self, commits: list[tuple[str, int]], epoch: int) -> list[int | DirectoryError]:
         """Several owners' commits in one round trip; each is its own compare-and-set."""
         if not commits:
@@ -156,14 +145,6 @@ class RedisDirectory:
             except DirectoryError as exc:
                 out.append(exc)
         return out
-
-    def move(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str = "",
-             *, expected_version: int | None = None) -> int:
-        """Atomic placement change (fenced); the version is unchanged, and checked when given.
-        A non-empty payload_key must exist. Returns the version."""
-        if tier is Tier.STORE and not payload_key:
-            raise ValueError("tier STORE needs a payload_key")
-        return self._place(owner_id, epoch, worker_id, slot, tier, payload_key, expected_version, spill=False)
 
     def _place(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str,
                expected: int | None, spill: bool) -> int:
@@ -185,17 +166,6 @@ class RedisDirectory:
 
     def get_payload(self, key: str) -> bytes | None:
         return self._call(self.r.get, key, idempotent=True)
-
-    def point_to_payload(self, owner_id: str, epoch: int, version: int, key: str) -> None:
-        """Step 2 of a spill: atomically, if the epoch is current, the stored version is `version`
-        and `key` exists, the entry becomes (tier STORE, key); payloads of lower versions are deleted."""
-        self._place(owner_id, epoch, "", -1, Tier.STORE, key, version, spill=True)
-
-    def spill(self, owner_id: str, epoch: int, version: int, blob: bytes) -> str:
-        """Payload first, then the entry: a crash in between leaves the entry on its old placement."""
-        key = self.put_payload(owner_id, version, blob)
-        self.point_to_payload(owner_id, epoch, version, key)
-        return key
 
     # -- token log and liveness -------------------------------------------------------------
     def start_turn(self, owner_id: str, epoch: int, request: Mapping[str, Any], version: int | None = None) -> int:

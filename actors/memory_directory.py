@@ -18,12 +18,12 @@ from typing import Any, Mapping
 import msgpack
 
 from actors.state_directory import (DirectoryEntry, DirectoryError, DirectoryUnavailableError, ResyncRow,
-                                    StaleEpochError, Tier, refusal)
+                                    DirectorySteps, StaleEpochError, Tier, refusal)
 
 STALE, VERSION, UNKNOWN, MISSING, DUPLICATE = -1, -2, -3, -4, -5
 
 
-class InMemoryDirectory:
+class InMemoryDirectory(DirectorySteps):
     """Implements StateDirectory (actors/state_directory.py) with dicts under one lock."""
 
     def __init__(self, *, namespace: str = "rwttt") -> None:
@@ -116,9 +116,6 @@ class InMemoryDirectory:
         self._open()
         return sorted(self._entries.values(), key=lambda e: e.owner_id)
 
-    def ledger_snapshot(self) -> dict[str, int]:
-        return {e.owner_id: e.version for e in self.entries()}
-
     def remove(self, owner_id: str, epoch: int) -> bool:
         with self._lock:
             self._open()
@@ -131,12 +128,6 @@ class InMemoryDirectory:
             return self._entries.pop(owner_id, None) is not None
 
     # -- commit and move (atomic, fenced) ---------------------------------------------------
-    def commit(self, owner_id: str, epoch: int, expected_version: int) -> int:
-        result = self.commit_many([(owner_id, expected_version)], epoch)[0]
-        if isinstance(result, DirectoryError):
-            raise result
-        return result
-
     def commit_many(self, commits: list[tuple[str, int]], epoch: int) -> list[int | DirectoryError]:
         with self._lock:
             self._open()
@@ -158,12 +149,6 @@ class InMemoryDirectory:
             return refusal(owner_id, epoch, expected, VERSION, entry.version)
         self._entries[owner_id] = replace(entry, version=entry.version + 1, epoch=epoch)
         return entry.version + 1
-
-    def move(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str = "",
-             *, expected_version: int | None = None) -> int:
-        if tier is Tier.STORE and not payload_key:
-            raise ValueError("tier STORE needs a payload_key")
-        return self._place(owner_id, epoch, worker_id, slot, tier, payload_key, expected_version, spill=False)
 
     def _place(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str,
                expected: int | None, spill: bool) -> int:
@@ -202,14 +187,6 @@ class InMemoryDirectory:
     def get_payload(self, key: str) -> bytes | None:
         self._open()
         return self._payloads.get(key)
-
-    def point_to_payload(self, owner_id: str, epoch: int, version: int, key: str) -> None:
-        self._place(owner_id, epoch, "", -1, Tier.STORE, key, version, spill=True)
-
-    def spill(self, owner_id: str, epoch: int, version: int, blob: bytes) -> str:
-        key = self.put_payload(owner_id, version, blob)
-        self.point_to_payload(owner_id, epoch, version, key)
-        return key
 
     # -- token log and liveness -------------------------------------------------------------
     def start_turn(self, owner_id: str, epoch: int, request: Mapping[str, Any], version: int | None = None) -> int:

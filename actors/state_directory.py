@@ -103,6 +103,55 @@ def refusal(owner_id: str, epoch: int, expected: int | None, code: int, value: i
     return value
 
 
+class DirectorySteps:
+    """The steps every directory builds on its fenced primitives (`_place`, `put_payload`,
+    `commit_many`, `entries`): a commit, a move, a spill as payload first and then the entry, and
+    the ledger snapshot; shared by the Redis directory and the in-memory one, so they cannot drift."""
+
+    def _place(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str,
+               expected: int | None, spill: bool) -> int:
+        raise NotImplementedError
+
+    def put_payload(self, owner_id: str, version: int, blob: bytes) -> str:
+        raise NotImplementedError
+
+    def commit_many(self, commits: list[tuple[str, int]], epoch: int) -> list[int | DirectoryError]:
+        raise NotImplementedError
+
+    def entries(self) -> list[DirectoryEntry]:
+        raise NotImplementedError
+
+    def commit(self, owner_id: str, epoch: int, expected_version: int) -> int:
+        """version := expected + 1, only if epoch is current and the stored version is expected."""
+        result = self.commit_many([(owner_id, expected_version)], epoch)[0]
+        if isinstance(result, DirectoryError):
+            raise result
+        return result
+
+    def ledger_snapshot(self) -> dict[str, int]:
+        """owner -> committed version, for a restarted scheduler to rebuild its ledger."""
+        return {e.owner_id: e.version for e in self.entries()}
+
+    def move(self, owner_id: str, epoch: int, worker_id: str, slot: int, tier: Tier, payload_key: str = "",
+             *, expected_version: int | None = None) -> int:
+        """Atomic placement change (fenced); the version is unchanged, and checked when given.
+        A non-empty payload_key must exist. Returns the version."""
+        if tier is Tier.STORE and not payload_key:
+            raise ValueError("tier STORE needs a payload_key")
+        return self._place(owner_id, epoch, worker_id, slot, tier, payload_key, expected_version, spill=False)
+
+    def point_to_payload(self, owner_id: str, epoch: int, version: int, key: str) -> None:
+        """Step 2 of a spill: atomically, if the epoch is current, the stored version is `version`
+        and `key` exists, the entry becomes (tier STORE, key); payloads of lower versions are deleted."""
+        self._place(owner_id, epoch, "", -1, Tier.STORE, key, version, spill=True)
+
+    def spill(self, owner_id: str, epoch: int, version: int, blob: bytes) -> str:
+        """Payload first, then the entry: a crash in between leaves the entry on its old placement."""
+        key = self.put_payload(owner_id, version, blob)
+        self.point_to_payload(owner_id, epoch, version, key)
+        return key
+
+
 @runtime_checkable
 class StateDirectory(Protocol):
     """Owner -> (worker, slot, tier, version, epoch), fenced by an epoch; see RedisDirectory for

@@ -12,7 +12,7 @@ the baselines, the gates and the oracle tests all run this loop.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import torch
@@ -99,6 +99,16 @@ class LocalLoop:
         self.workers[worker_id].admit(req)
         self._arrival[req.owner_id] = time.perf_counter()
         return worker_id
+
+    def next_turn(self, owner_id: str, new_prompt: tuple[int, ...], max_new_tokens: int) -> Request:
+        """A held owner's (a session's) next turn: its stream goes on with what it generated and
+        `new_prompt`, from the state it holds (as SessionService does for a session's turn)."""
+        rec = self.core.owners[owner_id]
+        req = replace(rec.request, prompt=(*rec.request.prompt, *rec.tokens, *new_prompt),
+                      max_new_tokens=max_new_tokens)
+        self.workers[rec.worker_id].extend(req)
+        self.core.start_turn(req)
+        return req
 
     def kill(self, worker_id: str) -> list[str]:
         """The worker is lost mid-run: its owners roll back to their committed versions and are

@@ -3,7 +3,6 @@ tokenizer: a turn ends at its stop string or stop id and at no later token; logp
 reference's log-softmax; penalties, bias and top-k give the reference's tokens; a session turn's
 end state is kept (and reported) exactly once its last WRITE is published, at any offset from a
 chunk boundary, and continuing from it equals one sequential stream."""
-from dataclasses import replace
 
 import pytest
 import torch
@@ -12,17 +11,6 @@ from rwttt_ray.core.request import Request
 from rwttt_ray.text.codec import TextCodec
 from rwttt_ray.ttt.reference import SequentialReference
 from tests.ttt.test_phases import loop_of, serve
-
-
-def extend(loop, owner_id, new_prompt, n):
-    """A session's next turn (what SessionService._extend does)."""
-    rec = loop.core.owners[owner_id]
-    req = replace(rec.request, prompt=tuple(rec.request.prompt) + tuple(rec.tokens) + tuple(new_prompt),
-                  max_new_tokens=n)
-    loop.workers[rec.worker_id].extend(req)
-    rec.request, rec.tokens, rec.logprobs, rec.stop_reason = req, [], [], None
-    rec.progress = replace(rec.progress, num_prompt=len(req.prompt), stream_len=len(req.prompt),
-                           max_new_tokens=n, done=False)
 
 
 def prompt_of(codec, text):
@@ -99,7 +87,7 @@ def test_a_session_turn_is_kept_once_its_last_write_is_published(bpe_model, fed)
     want = ref.run_turns([Request("s", prompt, n)])[-1]
     assert loop.stats.kept == [("s", want.num_writes)] and loop.core.ledger.committed("s") == want.num_writes
     assert not worker.runner.pool.has_candidate("s") and ("s", want.num_writes) in worker.kept
-    extend(loop, "s", prompt_of(codec, " wörld"), 12)  # the next turn, from the kept state's successor
+    loop.next_turn("s", prompt_of(codec, " wörld"), 12)  # the next turn, from the kept state's successor
     out = serve(loop, [])
     two = ref.run_turns([Request("s", prompt, n), Request("s", prompt_of(codec, " wörld"), 12)])
     assert out["s"].tokens == two[-1].tokens and len(loop.stats.kept) == 2 and "s" in loop.core.owners
