@@ -205,13 +205,17 @@ def _session_processes(*sids: int) -> list[str]:
 
 
 def test_bad_serve_flags_are_one_line():
+    from concurrent.futures import ThreadPoolExecutor
+
     from tests.test_cli import rwttt
 
-    for args, needle in ((["serve", "--max-model-len", "1"], "--max-model-len must be >= 2"),
-                         (["serve", "--chat-template", "/no/such.jinja"], "chat template file"),
-                         (["serve", "--generation-config", "/no/such"], "generation config"),
-                         (["serve", "--max-model-len", "9999"], "over the model's context"),
-                         (["serve", "--dtype", "int8"], "invalid choice")):
-        res = rwttt(*args)
+    cases = ((["serve", "--max-model-len", "1"], "--max-model-len must be >= 2"),
+             (["serve", "--chat-template", "/no/such.jinja"], "chat template file"),
+             (["serve", "--generation-config", "/no/such"], "generation config"),
+             (["serve", "--max-model-len", "9999"], "over the model's context"),
+             (["serve", "--dtype", "int8"], "invalid choice"))
+    with ThreadPoolExecutor(len(cases)) as pool:        # each is its own process: run them side by side
+        results = list(pool.map(lambda case: rwttt(*case[0]), cases))
+    for (_, needle), res in zip(cases, results):
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert res.returncode != 0 and len(lines) == 1 and needle in lines[0], res.stderr
