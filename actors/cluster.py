@@ -148,7 +148,7 @@ class RwtttCluster:
 
     def sync_workers(self) -> list[str]:
         """Refresh the worker list from the scheduler (the autoscaler adds and drains workers)."""
-        alive = self.stats()["workers"]
+        alive = ray.get(self.scheduler.live_workers.remote())
         self.workers = {name: self.worker(name) for name in alive}
         self.worker_names = list(alive)
         return self.worker_names

@@ -24,6 +24,10 @@ class ServiceAPI:
         """The operator's events numbered after `seq` (see EventLog)."""
         return self.events.since(seq)
 
+    async def live_workers(self) -> list[str]:
+        """The workers this scheduler counts alive (the autoscaler adds and drains them)."""
+        return [w for w, r in self.core.workers.items() if r.alive]
+
     async def stats(self) -> dict:
         return {"epoch": self.epoch, "pid": os.getpid(), "calls": self.calls, "call_s": self.call_s,
                 "compute_s": self.compute_s,
