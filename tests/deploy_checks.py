@@ -152,15 +152,22 @@ def deployment_names(app) -> set[str]:
     return names
 
 
+def strict_problems(model: type[pydantic.BaseModel], data: dict, where: str = "") -> list[str]:
+    """`data` against `model`: its validation error alone (named by the model), else its unknown keys."""
+    try:
+        model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        return [f"{model.__name__}: {exc}"]
+    return unknown_keys(model, data, where)
+
+
 def serve_config_problems(doc: dict) -> list[str]:
     """A whole Serve config: Ray Serve's schema, strictly, and each application against our app."""
     from ray.serve.schema import ServeDeploySchema
 
-    try:
-        ServeDeploySchema.model_validate(doc)
-    except pydantic.ValidationError as exc:
-        return [f"ServeDeploySchema: {exc}"]
-    problems = unknown_keys(ServeDeploySchema, doc)
+    problems = strict_problems(ServeDeploySchema, doc)
+    if problems and problems[0].startswith("ServeDeploySchema:"):
+        return problems
     for app in doc.get("applications", []):
         problems += application_problems(app)
     return problems
@@ -172,11 +179,9 @@ def application_problems(app: dict) -> list[str]:
     from rwttt_ray.app import APP_ARG_KEYS
     from rwttt_ray.config import RwtttConfig
 
-    try:
-        ServeApplicationSchema.model_validate(app)
-    except pydantic.ValidationError as exc:
-        return [f"ServeApplicationSchema: {exc}"]
-    problems = unknown_keys(ServeApplicationSchema, app, f"{app.get('name')}.")
+    problems = strict_problems(ServeApplicationSchema, app, f"{app.get('name')}.")
+    if problems and problems[0].startswith("ServeApplicationSchema:"):
+        return problems
     module_name, _, attr = app["import_path"].partition(":")
     try:
         builder = getattr(importlib.import_module(module_name), attr)
