@@ -83,10 +83,8 @@ class LocalLoop:
         self._done: dict[str, OwnerOutcome] = {}
 
     def add_worker(self, worker_id: str, max_states_per_worker: int) -> WorkerCore:
-        worker = self.worker_cls(self.model, worker_id, max_states_per_worker=max_states_per_worker, record_logits=self.record_logits)
-        if self.runner_cls is not GroupRunner:    # a baseline's (or a broken) runner under the same worker
-            worker.runner = self.runner_cls(self.model, max_owners=max_states_per_worker, placement=worker_id,
-                                            record_logits=self.record_logits)
+        worker = self.worker_cls(self.model, worker_id, max_states_per_worker=max_states_per_worker,
+                                 record_logits=self.record_logits, runner_cls=self.runner_cls)
         self.workers[worker_id] = worker
         self.core.add_worker(worker_id, worker.shape_prefix, max_states_per_worker)
         return worker

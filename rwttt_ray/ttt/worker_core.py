@@ -24,9 +24,11 @@ class StaleEpochRefused(RuntimeError):
 
 
 class WorkerCore:
-    def __init__(self, model: TTTModel, worker_id: str, max_states_per_worker: int = 64, record_logits: bool = False) -> None:
+    def __init__(self, model: TTTModel, worker_id: str, max_states_per_worker: int = 64, record_logits: bool = False,
+                 *, runner_cls: type[GroupRunner] = GroupRunner) -> None:
+        """`runner_cls`: the GroupRunner (a baseline's or a broken one, for the bench and its gates)."""
         self.worker_id, self.max_states_per_worker = worker_id, max_states_per_worker
-        self.runner = GroupRunner(model, max_owners=max_states_per_worker, placement=worker_id, record_logits=record_logits)
+        self.runner = runner_cls(model, max_owners=max_states_per_worker, placement=worker_id, record_logits=record_logits)
         self.host: OrderedDict[str, bytes] = OrderedDict()     # spilled owners (host tier)
         self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
         self.kept: dict[tuple[str, int], bytes] = {}             # (owner, version) -> state, for rollback
