@@ -11,6 +11,7 @@ import os
 import sys
 
 from rwttt_ray.bench.options import BenchOptions
+from rwttt_ray.bench.presets import PRESET_NAMES, apply_preset
 from rwttt_ray.flags import (VERSION, Help, add_config_flags, add_workload_flags, config_from, csv, positive,
                              positive_list, weights)
 from rwttt_ray.serve_cli import add_serve_parser
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "under vtc+tenant_lru and fcfs+lru, instead of the mode table")
     b.add_argument("--tenant-weights", type=weights, default=(1.0, 1.0),
                    help="--tenants: weights FLOOD,STEADY (default 1,1)")
+    b.add_argument("--preset", choices=PRESET_NAMES,
+                   help="the RW-TTT paper's setting: paper (Qwen3-4B shapes, random weights, 8 owners, 4096 + 512 "
+                        "tokens, chunk 128, bf16, cuda when available) or paper-16k (16384 + 512, 7 owners); "
+                        "flags given override it")
+    b.add_argument("--profile", action="store_true",
+                   help="the in-process modes' per-step profile (forward, planning, sampling, write, host sync, "
+                        "idle as seconds and fractions of wall) in the table and the JSON")
     add_workload_flags(b)
     add_config_flags(b)
     add_serve_parser(sub)
@@ -81,13 +89,33 @@ def _add_eval_parser(sub) -> None:
     e.set_defaults(max_states_per_worker=None)     # the preset's (the Ray sweep goes past them: spill)
 
 
+def given_dests(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests `argv` gives (not left to their defaults): `parser` re-run with every default suppressed."""
+    saved = [(action, action.default) for action in parser._actions]
+    for action, _ in saved:
+        action.default = argparse.SUPPRESS
+    try:
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+
+
+def _config(args):
+    """The config of the flags; a setting it refuses is a bad flag: one line, exit 2."""
+    try:
+        return config_from(args)
+    except ValueError as exc:
+        raise SystemExit(_fail(f"rwttt: error: {exc}", 2)) from None
+
+
 def bench_options(args) -> BenchOptions:
     return BenchOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchOptions)
                            if f.name != "skip"}, skip=tuple(args.skip or ()))
 
 
 def _bench(args) -> int:
-    opts, config = bench_options(args), config_from(args)
+    opts, config = bench_options(args), _config(args)
     if opts.tenants and opts.backend != "ray":
         return _fail("rwttt: error: --tenants needs --backend ray", 2)
     model = config.model.load_model()
@@ -114,14 +142,24 @@ def _eval(args) -> int:
     from rwttt_ray.bench.eval_options import fill_preset, resolve
 
     fill_preset(args)          # first: the preset's slots and repeats where the flags left them unset
-    config = config_from(args)
+    config = _config(args)
     opts = resolve(args, config)
     doc = run_eval(config.model.load_model(), opts, config)
     return 0 if doc["gates"]["passed"] else 3
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The parsed flags, `rwttt bench --preset`'s values filled in where `argv` gives none."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "preset", None):          # bench is argv's first word (the top level has only --version)
+        bench = parser._subparsers._group_actions[0].choices["bench"]
+        apply_preset(args, given_dests(bench, argv[argv.index("bench") + 1:]))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         if args.command == "bench":
             return _bench(args)

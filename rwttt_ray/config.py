@@ -1,7 +1,8 @@
 """RwtttConfig: the one validated configuration of rwttt-ray, made of four sub-configs.
 
-`model` (ModelConfig: checkpoint, TTT overrides, dtype, device, context, chat template, seed),
-`batching` (BatchingConfig: slots, B, w, k, quantum, admission, policies), `cluster`
+`model` (ModelConfig: checkpoint or built-in architecture, TTT overrides, dtype, device, CUDA graphs,
+context, chat template, seed), `batching` (BatchingConfig: slots and the memory budget, B, w, k,
+quantum, admission, policies), `cluster`
 (ClusterConfig: workers, autoscaling, placement, Ray address, Redis, resources) and `service`
 (ServiceConfig: session TTL, tenant limits). Every knob has ONE name, unique across the
 sub-configs, used as the field, the flag (`--max-group-size`) and the parameter; so
@@ -27,20 +28,28 @@ from policies.fairness import FAIRNESS_NAMES
 from policies.grouping import GROUPING_NAMES
 from policies.placement import PLACEMENT_NAMES
 from rwttt_ray.ttt.checkpoint import TTT_INITS, checkpoint_dtype, load_model, read_config
-from rwttt_ray.ttt.model import TTTModel, ModelError, build_default_model
+from rwttt_ray.ttt.model import DEFAULT_ARCH, TTTModel, ModelError, build_default_model
 from rwttt_ray.ttt.settings import TARGETS, resolve_settings
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 DEFAULT_SEED = 1234          # the built-in model's weights when no seed is given
+# The built-in model's architectures (transformers Qwen3 config keys), random weights built in memory.
+# qwen3-4b: Qwen3-4B's shapes (the RW-TTT paper's model); its vocab is Qwen3's, so ids past the byte
+# tokenizer's 259 decode to nothing: fine for the bench (prompts are token ids), not for serving text.
+QWEN3_4B_ARCH = dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                     tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6)
+BUILTIN_ARCHS = {"tiny": dict(DEFAULT_ARCH), "qwen3-4b": QWEN3_4B_ARCH}
 
 
-def _at_least(obj, least: float, *names: str) -> None:
+def _at_least(obj, least: float, *names: str, strict: bool = False) -> None:
+    """Each knob of `names` >= `least` (`strict`: > least), else a ValueError naming it."""
     for name in names:
         value = getattr(obj, name)
-        if value is not None and value < least:
-            label = re.sub(r"_(steps|ms|s)$", "", name).replace("_", " ")
-            raise ValueError(f"{label} must be >= {least:g}, got {value}")
+        if value is not None and (value <= least if strict else value < least):
+            label = re.sub(r"_(steps|ms|s|gib)$", "", name).replace("_", " ")
+            raise ValueError(f"{label} must be {'>' if strict else '>='} {least:g}, got {value}")
 
 
 def _one_of(obj, name: str, choices) -> None:
@@ -51,7 +60,10 @@ def _one_of(obj, name: str, choices) -> None:
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     model: str | None = None
-    """Local checkpoint dir (official In-Place-TTT layout or plain Qwen3/Llama); None = built-in tiny model."""
+    """Local checkpoint dir (official In-Place-TTT layout or plain Qwen3/Llama); None = the built-in model."""
+    builtin_arch: str = "tiny"
+    """The built-in model's architecture (without `model`): 'tiny' or 'qwen3-4b' (Qwen3-4B's shapes,
+    random weights: ~4 B parameters, initialised in fp32 on the CPU: 16 GB of RAM and a minute or two)."""
     ttt_layers: tuple[int, ...] | None = None
     """Override: decoder layers whose down_proj is a fast weight."""
     ttt_chunk: int | None = None
@@ -67,6 +79,8 @@ class ModelConfig:
     """Compute dtype ('auto': the checkpoint's); fast weights are always fp32."""
     device: str = "cpu"
     """'cpu' or 'cuda'."""
+    enforce_eager: bool = False
+    """Decode rounds run eagerly: no CUDA graphs (vLLM's --enforce-eager); on CPU rounds are always eager."""
     max_model_len: int | None = None
     """Context served (prompt + generated), at most the model's; None = the model's."""
     chat_template: str | None = None
@@ -83,6 +97,10 @@ class ModelConfig:
             object.__setattr__(self, "ttt_layers", tuple(self.ttt_layers))    # a YAML list
         _one_of(self, "dtype", DTYPE_CHOICES)
         _one_of(self, "ttt_init", TTT_INITS)
+        _one_of(self, "builtin_arch", BUILTIN_ARCHS)
+        if self.model is not None and self.builtin_arch != "tiny":
+            raise ValueError(f"builtin_arch {self.builtin_arch!r} is the built-in model's; model {self.model!r} "
+                             "is a checkpoint with its own architecture: give one of them")
         _at_least(self, 2, "max_model_len")
         _at_least(self, 1, "ttt_chunk")
         if self.ttt_target is not None:
@@ -118,13 +136,7 @@ class ModelConfig:
         self.check_environment()
         dtype = self.torch_dtype
         if self.model is None:
-            model = build_default_model(seed=self.weights_seed)
-            try:
-                settings, _ = resolve_settings(model.settings, self.ttt_overrides(), model.hf.config.num_hidden_layers,
-                                               "the built-in model")
-            except ValueError as exc:
-                raise ModelError(str(exc)) from None
-            model = model.with_settings(settings)
+            model = self._builtin_model(dtype)
         else:
             model = load_model(self.model, self.ttt_overrides(), seed=self.weights_seed, ttt_init=self.ttt_init)
         if self.max_model_len is not None:
@@ -137,7 +149,20 @@ class ModelConfig:
         model.proj = {i: t.to(self.device) for i, t in model.proj.items()}
         return model
 
+    def _builtin_model(self, dtype: torch.dtype) -> TTTModel:
+        """The built-in model of `builtin_arch`, built in `dtype` (initialised in fp32 on the CPU, then cast)."""
+        model = build_default_model(seed=self.weights_seed, dtype=dtype, **BUILTIN_ARCHS[self.builtin_arch])
+        try:
+            settings, _ = resolve_settings(model.settings, self.ttt_overrides(), model.hf.config.num_hidden_layers,
+                                           "the built-in model")
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
+        if self.builtin_arch != "tiny":
+            model = dataclasses.replace(model, name=f"rwttt-{self.builtin_arch}-random")
+        return model.with_settings(settings)
 
+
+MEMORY_KNOBS = ("max_states_per_worker", "gpu_memory_utilization", "memory_budget_gib", "swap_space", "kv_block_size")
 SCHEDULING_KNOBS = ("max_group_size", "wait_budget_steps", "align_rounds", "rounds_per_call", "quantum_steps",
                     "grouping_policy", "eviction_policy", "fairness_policy")
 
@@ -145,7 +170,18 @@ SCHEDULING_KNOBS = ("max_group_size", "wait_budget_steps", "align_rounds", "roun
 @dataclass(frozen=True, kw_only=True)
 class BatchingConfig:
     max_states_per_worker: int = 64
-    """Device slots per worker: owners it holds at once; more spill to the host tier."""
+    """Device slots per worker: owners it holds at once; more spill to the host tier. With a memory
+    budget (gpu_memory_utilization or memory_budget_gib) it caps the slots the budget gives."""
+    gpu_memory_utilization: float | None = None
+    """Fraction of the device's memory a worker may use, 0 < x <= 1 (vLLM's name; on CPU: of the host
+    RAM); after loading the model the worker sizes its slots, WRITE reserve and KV blocks from it."""
+    memory_budget_gib: float | None = None
+    """The same budget in GiB (> 0); give this or gpu_memory_utilization, not both (neither: the
+    slots are max_states_per_worker)."""
+    swap_space: float = 4.0
+    """GiB of host memory per worker for spilled owners' state (vLLM's name), >= 0."""
+    kv_block_size: int = 16
+    """Tokens per paged-KV block, >= 1."""
     max_group_size: int = 64
     """B: target (and largest) group size."""
     wait_budget_steps: int = 0
@@ -172,9 +208,19 @@ class BatchingConfig:
         and LocalLoop take the same keywords), so serving and the in-process loop plan alike."""
         return {name: getattr(self, name) for name in SCHEDULING_KNOBS}
 
+    def memory(self) -> dict:
+        """The knobs a worker sizes its slots, KV blocks and host tier with, by their names here."""
+        return {name: getattr(self, name) for name in MEMORY_KNOBS}
+
     def __post_init__(self) -> None:
-        _at_least(self, 1, "max_states_per_worker", "max_group_size", "rounds_per_call", "quantum_steps")
-        _at_least(self, 0, "wait_budget_steps", "align_rounds", "admit_window_ms")
+        _at_least(self, 1, "max_states_per_worker", "max_group_size", "rounds_per_call", "quantum_steps",
+                  "kv_block_size")
+        _at_least(self, 0, "wait_budget_steps", "align_rounds", "admit_window_ms", "swap_space")
+        _at_least(self, 0, "gpu_memory_utilization", "memory_budget_gib", strict=True)
+        if (self.gpu_memory_utilization or 0) > 1:
+            raise ValueError(f"gpu memory utilization must be <= 1 (a fraction), got {self.gpu_memory_utilization}")
+        if self.gpu_memory_utilization is not None and self.memory_budget_gib is not None:
+            raise ValueError("gpu_memory_utilization and memory_budget_gib are one budget two ways: give one")
         _one_of(self, "grouping_policy", GROUPING_NAMES)
         _one_of(self, "eviction_policy", EVICTION_NAMES)
         _one_of(self, "fairness_policy", FAIRNESS_NAMES)

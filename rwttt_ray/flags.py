@@ -51,6 +51,20 @@ def non_negative(kind: str):
     return positive(kind, least=0)
 
 
+def real(kind: str, least: float = 0.0, strict: bool = False, most: float | None = None):
+    """A float >= least (`strict`: > least), at most `most`; else one line naming the flag."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not value == value or (value <= least if strict else value < least) or (most is not None and value > most):
+            bounds = f"{'>' if strict else '>='} {least:g}" + (f" and <= {most:g}" if most is not None else "")
+            raise argparse.ArgumentTypeError(f"{kind} must be {bounds}, got {text}")
+        return value
+    return parse
+
+
 def layers(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
@@ -85,13 +99,17 @@ TRACES = ("uniform", "staggered", "all_update", "mixed", "poisson", "bursty")   
 POLICIES = {"grouping_policy": ("greedy", "wait_budget", "skew_aware"), "eviction_policy": ("lru", "tenant_lru"),
             "fairness_policy": ("vtc", "fcfs"), "placement_policy": ("least_loaded", "spread", "pack", "affinity")}
 CONFIG_GROUPS = ("model", "batching", "cluster", "service")
+BUILTIN_ARCHS = ("tiny", "qwen3-4b")                                         # rwttt_ray.config.BUILTIN_ARCHS
 
 
 def add_model_flags(p: argparse.ArgumentParser, dtype: str = "float32", seed: bool = False) -> None:
     """ModelConfig's knobs (vLLM's names where vLLM has one); `seed`: --seed is the model's
     (serve; in bench and eval --seed is the workload's)."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="local checkpoint dir (default: the built-in tiny random model)")
+    g.add_argument("--model", help="local checkpoint dir (default: the built-in random model, --builtin-arch)")
+    g.add_argument("--builtin-arch", default="tiny", choices=BUILTIN_ARCHS,
+                   help="the built-in model's shapes, without --model: tiny, or qwen3-4b (Qwen3-4B's, ~4 B random "
+                        "parameters initialised on the CPU: 16 GB of RAM, a minute or two)")
     g.add_argument("--ttt-layers", type=layers, help="comma-separated TTT layer indices (must exist)")
     g.add_argument("--ttt-chunk", type=positive("--ttt-chunk"), help="TTT chunk size C (default: the checkpoint's)")
     g.add_argument("--ttt-lr", type=float, help="TTT learning rate eta")
@@ -101,6 +119,8 @@ def add_model_flags(p: argparse.ArgumentParser, dtype: str = "float32", seed: bo
     g.add_argument("--dtype", default=dtype, choices=("auto", "float32", "bfloat16", "float16"),
                    help="compute dtype ('auto': the checkpoint's); fast weights are always float32")
     g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--enforce-eager", action="store_true",
+                   help="decode rounds run eagerly: no CUDA graphs (on CPU rounds are always eager)")
     g.add_argument("--max-model-len", type=positive("--max-model-len", 2),
                    help="context served (prompt + generated), at most the model's (default: the model's)")
     g.add_argument("--chat-template", help="Jinja chat template file overriding the tokenizer's own")
@@ -116,7 +136,17 @@ def add_batching_flags(p: argparse.ArgumentParser) -> None:
     """BatchingConfig's knobs: slots, B, w, alignment, k, quantum, admission, policies."""
     g = p.add_argument_group("batching")
     g.add_argument("--max-states-per-worker", type=positive("--max-states-per-worker"), default=64,
-                   help="device slots per worker; more owners than slots spill to the host tier")
+                   help="device slots per worker; more owners than slots spill to the host tier (with a memory "
+                        "budget: the most slots the budget may give)")
+    g.add_argument("--gpu-memory-utilization", type=real("--gpu-memory-utilization", strict=True, most=1.0),
+                   help="fraction (0, 1] of the device's memory a worker may use (CPU: of the host RAM); the worker "
+                        "sizes slots, WRITE reserve and KV blocks from it after loading the model")
+    g.add_argument("--memory-budget-gib", type=real("--memory-budget-gib", strict=True),
+                   help="the same budget in GiB (give one of the two)")
+    g.add_argument("--swap-space", type=real("--swap-space"), default=4.0,
+                   help="GiB of host memory per worker for spilled owners' state")
+    g.add_argument("--kv-block-size", type=positive("--kv-block-size"), default=16,
+                   help="tokens per paged-KV block")
     g.add_argument("--max-group-size", type=positive("--max-group-size"), default=64, help="B: most owners in one group")
     g.add_argument("--wait-budget-steps", type=int, default=0, help="w: steps a ready step may wait for partners")
     g.add_argument("--align-rounds", type=non_negative("--align-rounds"),

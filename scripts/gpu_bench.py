@@ -6,7 +6,8 @@ Everything after `--` is passed to `rwttt` unchanged. Before the first timed mod
 owner through the sequential reference and two through the serving loop (TTT on and off, one WRITE
 each), so CUDA context, cuBLAS handles and kernel loading are not charged to `sequential`, which
 runs first. After the run it prints torch.cuda.max_memory_allocated/reserved over the timed modes
-and adds them (and the GPU's name) to the --json file.
+and adds them (and the GPU's name, the rwttt arguments and the total seconds, model build included)
+to the --json file as "gpu_bench". scripts/gpu_check.sh runs every bench step through it.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def main() -> int:
     inproc.run_inproc = run_inproc
     t0 = time.perf_counter()
     rc = rwttt_main(argv)
-    info = {"total_s": round(time.perf_counter() - t0, 1)}
+    info = {"total_s": round(time.perf_counter() - t0, 1), "argv": argv}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         info.update(gpu=torch.cuda.get_device_name(0),
                     peak_alloc_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),

@@ -40,6 +40,29 @@ def test_bad_input_is_one_line_nonzero(args, needle):
     assert needle in lines[0] and "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization must be > 0 and <= 1"),
+    (["--gpu-memory-utilization", "0"], "--gpu-memory-utilization must be > 0"),
+    (["--memory-budget-gib", "x"], "--memory-budget-gib must be a number"),
+    (["--memory-budget-gib", "0"], "--memory-budget-gib must be > 0"),
+    (["--swap-space", "-1"], "--swap-space must be >= 0"),
+    (["--kv-block-size", "0"], "--kv-block-size must be >= 1"),
+    (["--builtin-arch", "big"], "invalid choice"),
+    (["--preset", "paper-1m"], "invalid choice"),
+    (["--gpu-memory-utilization", "0.5", "--memory-budget-gib", "4"], "gpu_memory_utilization and memory_budget_gib"),
+    (["--builtin-arch", "qwen3-4b", "--model", "/no/such/dir"], "builtin_arch 'qwen3-4b' is the built-in model's"),
+])
+def test_bad_memory_and_model_flags_are_one_line_exit_2(args, needle, capsys):
+    """In-process (no model is built): argparse's refusals and the config's, each one line, exit 2."""
+    from rwttt_ray.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", *args])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert exc.value.code == 2 and len(lines) == 1, lines
+    assert needle in lines[0]
+
+
 def test_model_dir_without_config(tmp_path):
     res = rwttt("bench", "--model", str(tmp_path))
     assert res.returncode != 0 and "config.json" in res.stderr and "Traceback" not in res.stderr

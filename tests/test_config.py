@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from rwttt_ray.cli import build_parser
-from rwttt_ray.config import KNOBS, SECTIONS, RwtttConfig
+from rwttt_ray.config import BUILTIN_ARCHS, KNOBS, SECTIONS, RwtttConfig
+from rwttt_ray.flags import BUILTIN_ARCHS as FLAG_ARCHS
 from rwttt_ray.flags import POLICIES, TRACES, config_from
 
 NO_FLAG = {"autoscale", "worker_resources", "scheduler_resources", "tenant_limits"}   # dicts: YAML/API only
@@ -50,10 +51,31 @@ def test_dict_round_trip_and_unknown_names_are_named():
     ({"ttt_chunk": 0}, "ttt chunk must be >= 1"), ({"fairness_policy": "x"}, "fairness_policy must be one of"),
     ({"placement_policy": "x"}, "placement_policy"), ({"min_workers": 2}, "autoscaling needs max_workers"),
     ({"workers": 3, "max_workers": 2}, "must be <= max_workers"), ({"max_model_len": 1}, "max model len"),
+    ({"gpu_memory_utilization": 0}, "gpu memory utilization must be > 0"),
+    ({"gpu_memory_utilization": 1.5}, "gpu memory utilization must be <= 1"),
+    ({"memory_budget_gib": 0}, "memory budget must be > 0"), ({"memory_budget_gib": -2.0}, "memory budget"),
+    ({"swap_space": -1}, "swap space must be >= 0"), ({"kv_block_size": 0}, "kv block size must be >= 1"),
+    ({"gpu_memory_utilization": 0.9, "memory_budget_gib": 8}, "gpu_memory_utilization and memory_budget_gib"),
+    ({"builtin_arch": "qwen3-8b"}, "builtin_arch must be one of"),
+    ({"builtin_arch": "qwen3-4b", "model": "/m"}, "builtin_arch 'qwen3-4b' is the built-in model's"),
 ])
 def test_bad_values_are_refused_on_construction(knobs, needle):
     with pytest.raises(ValueError, match=needle):
         RwtttConfig.of(**knobs)
+
+
+def test_memory_and_eager_knobs_round_trip_and_their_defaults():
+    c = RwtttConfig.of(gpu_memory_utilization=0.9, swap_space=0.0, kv_block_size=32, enforce_eager=True,
+                       builtin_arch="qwen3-4b", max_states_per_worker=5)
+    assert RwtttConfig.from_dict(c.to_dict()) == c
+    assert c.batching.memory() == {"max_states_per_worker": 5, "gpu_memory_utilization": 0.9,
+                                   "memory_budget_gib": None, "swap_space": 0.0, "kv_block_size": 32}
+    d = RwtttConfig()
+    assert (d.batching.gpu_memory_utilization, d.batching.memory_budget_gib) == (None, None)
+    assert (d.batching.swap_space, d.batching.kv_block_size, d.model.enforce_eager, d.model.builtin_arch) == \
+        (4.0, 16, False, "tiny")
+    assert RwtttConfig.of(memory_budget_gib=0.5, gpu_memory_utilization=None).batching.memory_budget_gib == 0.5
+    assert RwtttConfig.of(gpu_memory_utilization=1.0).batching.gpu_memory_utilization == 1.0
 
 
 def test_machine_checks_are_apart_from_construction(tmp_path):
@@ -101,6 +123,11 @@ def test_flags_reach_the_config_by_name():
     assert (c.batching.quantum_steps, c.cluster.workers, c.cluster.max_workers) == (3, 2, 3)
     assert (c.service.session_ttl_s, c.batching.fairness_policy, c.model.seed) == (9.0, "fcfs", None)
     assert config_from(parse("serve", "--seed", "7")).model.seed == 7
+    c = config_from(parse("bench", "--gpu-memory-utilization", "0.8", "--swap-space", "2", "--kv-block-size", "8",
+                          "--enforce-eager", "--builtin-arch", "qwen3-4b"))
+    assert (c.batching.gpu_memory_utilization, c.batching.swap_space, c.batching.kv_block_size) == (0.8, 2.0, 8)
+    assert (c.model.enforce_eager, c.model.builtin_arch, c.batching.memory_budget_gib) == (True, "qwen3-4b", None)
+    assert config_from(parse("serve", "--memory-budget-gib", "12.5")).batching.memory_budget_gib == 12.5
 
 
 def test_the_light_flag_tables_match_the_packages():
@@ -111,5 +138,6 @@ def test_the_light_flag_tables_match_the_packages():
     from rwttt_ray.bench.traces import TRACES as BENCH_TRACES
 
     assert TRACES == BENCH_TRACES
+    assert FLAG_ARCHS == tuple(BUILTIN_ARCHS)
     assert POLICIES == {"grouping_policy": GROUPING_NAMES, "eviction_policy": EVICTION_NAMES,
                         "fairness_policy": FAIRNESS_NAMES, "placement_policy": PLACEMENT_NAMES}

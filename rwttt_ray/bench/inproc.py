@@ -1,4 +1,5 @@
-"""`rwttt bench --backend inproc`: every mode on one trace, the table, the gates, the JSON."""
+"""`rwttt bench --backend inproc`: every mode on one trace, the table, the gates, the JSON
+(with --profile, the in-process modes' per-step profile in both)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ from tqdm import tqdm
 from rwttt_ray.bench import modes
 from rwttt_ray.bench.gates import gates
 from rwttt_ray.bench.options import BenchOptions
-from rwttt_ray.bench.report import document, gates_lines, ratios, table, write_json
+from rwttt_ray.bench.report import document, gates_lines, profile_table, ratios, table, write_json
 from rwttt_ray.bench.traces import make_trace
 from rwttt_ray.config import BatchingConfig
 from rwttt_ray.ttt.baselines import static_model
@@ -53,12 +54,20 @@ def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, ex
     for name, res in results.items():
         if name.startswith("rwttt_") and name != "rwttt_inproc":
             gate.update({f"{name}_{k}": v for k, v in gates(res, None, results["sequential"]).items()})
+    if not opts.profile:
+        for res in results.values():
+            res.extra.pop("profile", None)
+    param = next(model.hf.parameters())
     config = {"model": model.name, "ttt": asdict(model.settings), "trace": opts.trace, "owners": opts.owners,
               "prompt_len": opts.prompt_len, "gen_len": opts.gen_len, "seed": opts.seed,
               "max_group_size": b, "wait_budget_steps": w, "repeat": opts.repeat,
-              "torch_threads": torch.get_num_threads()}
+              "torch_threads": torch.get_num_threads(), "preset": opts.preset,
+              "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device),
+              "memory": batching.memory()}
     doc = document(config, results, gate)
     print(table(results))
+    if opts.profile:
+        print(profile_table(results))
     print("ratios: " + ", ".join(f"{k}={v}" for k, v in ratios(results).items()))
     print("gates:\n" + gates_lines(gate))
     if opts.json:

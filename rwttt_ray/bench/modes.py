@@ -67,9 +67,13 @@ def run_loop_mode(name: str, loop: LocalLoop, trace: Trace) -> ModeResult:
         outcomes = loop.run(list(trace.requests), list(trace.arrival_steps))
         wall = time.perf_counter() - t0
     st = loop.stats
-    return from_outcomes(name, outcomes, wall, rss.peak_bytes, steps=loop.core.step, phases=st.phases,
-                         mean_group_size=round(sum(st.group_sizes) / max(1, len(st.group_sizes)), 2),
-                         writes_committed=st.writes_committed)
+    res = from_outcomes(name, outcomes, wall, rss.peak_bytes, steps=loop.core.step, phases=st.phases,
+                        mean_group_size=round(sum(st.group_sizes) / max(1, len(st.group_sizes)), 2),
+                        writes_committed=st.writes_committed)
+    profile = getattr(loop, "profile", None)      # seconds per part of a step (report.PROFILE_PARTS)
+    if profile is not None:
+        res.extra["profile"] = profile()
+    return res
 
 
 def run_sequential(name: str, model: TTTModel, trace: Trace, keep_state: bool = True) -> ModeResult:

@@ -23,3 +23,5 @@ class BenchOptions:
     json: str | None = None                  # write the figures to this file
     tenants: bool = False                    # the two-tenant fairness benchmark instead of the modes
     tenant_weights: tuple[float, float] = (1.0, 1.0)   # FLOOD, STEADY
+    preset: str | None = None                # rwttt_ray.bench.presets: applied to the flags before these options
+    profile: bool = False                    # the in-process modes' per-step profile in the table and the JSON

@@ -1,10 +1,12 @@
-"""The benchmark report: ratios between modes, a terminal table, and the JSON document."""
+"""The benchmark report: ratios between modes, a terminal table, the per-step profile, and the JSON document."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from rwttt_ray.bench.modes import ModeResult
+
+PROFILE_PARTS = ("forward", "planning", "sampling", "write", "host_sync", "idle")   # LocalLoop.profile()'s keys
 
 
 def ratios(results: dict[str, ModeResult]) -> dict[str, float]:
@@ -50,6 +52,32 @@ def table(results: dict[str, ModeResult]) -> str:
     return "\n".join(lines)
 
 
+def profile_of(res: ModeResult) -> dict | None:
+    """A mode's per-step profile (LocalLoop.profile(): seconds per part) as seconds and fractions of
+    its wall time; None when the mode has none."""
+    raw = res.extra.get("profile")
+    if not raw:
+        return None
+    seconds = {part: round(float(raw.get(part, 0.0)), 4) for part in PROFILE_PARTS}
+    wall = res.wall_s
+    fractions = {part: round(s / wall, 4) if wall > 0 else None for part, s in seconds.items()}
+    return {"seconds": seconds, "fractions": fractions, "wall_s": round(wall, 4)}
+
+
+def profile_table(results: dict[str, ModeResult]) -> str:
+    """The modes that have a profile, each part as a percentage of the mode's wall time."""
+    head = f"{'profile % wall':<16}" + "".join(f"{p:>11}" for p in PROFILE_PARTS) + f"{'sum':>8}"
+    lines = [head, "-" * len(head)]
+    for name, res in results.items():
+        prof = profile_of(res)
+        if prof is None or res.wall_s <= 0:
+            continue
+        fr = prof["fractions"]
+        lines.append(f"{name:<16}" + "".join(f"{100 * fr[p]:>10.1f}%" for p in PROFILE_PARTS)
+                     + f"{100 * sum(fr.values()):>7.1f}%")
+    return "\n".join(lines) if len(lines) > 2 else "profile: no mode reported one"
+
+
 def gates_lines(g: dict) -> str:
     return "\n".join(f"  {k}: {v}" for k, v in g.items())
 
@@ -59,6 +87,8 @@ def document(config: dict, results: dict[str, ModeResult], gate: dict) -> dict:
     for name, res in results.items():
         s = res.summary()
         s.pop("audit", None)
+        if "profile" in s:
+            s["profile"] = profile_of(res)
         modes[name] = s
     return {"config": config, "modes": modes, "ratios": ratios(results), "gates": gate}
 
