@@ -23,6 +23,7 @@ from rwttt_ray.core.phase import PhasePlan, PhaseResult
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.request import Request
 from rwttt_ray.ttt import state_io
+from rwttt_ray.ttt.capacity import plan_worker
 from rwttt_ray.ttt.worker_core import WorkerCore
 
 HEARTBEAT_S = 1.0
@@ -35,7 +36,12 @@ class WorkerActor:
                  threads: int | None = None, record_logits: bool = False) -> None:
         torch.set_num_threads(threads or max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.worker_id = worker_id
-        self.core = WorkerCore(config.model.load_model(), worker_id, config.batching.max_states_per_worker, record_logits)
+        model = config.model.load_model()
+        b = config.batching
+        plan = plan_worker(model, device=config.model.device, max_group_size=b.max_group_size, **b.memory())
+        logger.info("worker %s: %s", worker_id, plan.describe(model.max_seq_len))
+        self.core = WorkerCore(model, worker_id, record_logits=record_logits, capacity=plan,
+                               graphs=not config.model.enforce_eager, swap_space=b.swap_space)
         self.directory: StateDirectory = RedisDirectory(redis_url, namespace)
         self._stop = threading.Event()
         threading.Thread(target=self._heartbeat, daemon=True).start()

@@ -133,7 +133,7 @@ def _bench(args) -> int:
         from rwttt_ray.bench.backends import backend_modes
 
         extra = backend_modes(config, opts)
-    doc = run_inproc(model, config.batching, opts, extra)
+    doc = run_inproc(model, config.batching, opts, extra, graphs=not config.model.enforce_eager)
     return 0 if doc["gates"].get("passed") else 3
 
 

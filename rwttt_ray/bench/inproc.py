@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from rwttt_ray.bench import modes
+from rwttt_ray.bench.decode_cost import decode_costs
 from rwttt_ray.bench.gates import gates
 from rwttt_ray.bench.options import BenchOptions
 from rwttt_ray.bench.report import document, gates_lines, profile_table, ratios, table, write_json
@@ -38,16 +39,20 @@ def _run_steps(steps, repeat: int) -> dict:
     return results
 
 
-def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, extra_modes=None) -> dict:
-    """Runs the modes `opts` names; `extra_modes` (name -> fn(model, trace)) adds backends."""
+def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, extra_modes=None,
+               graphs: bool = True) -> dict:
+    """Runs the modes `opts` names; `extra_modes` (name -> fn(model, trace)) adds backends;
+    `graphs`: CUDA graphs for the static decode rounds (off: --enforce-eager)."""
     b, w = batching.max_group_size, batching.wait_budget_steps
     trace = make_trace(opts.trace, opts.owners, opts.prompt_len, opts.gen_len, model.settings.chunk, opts.seed)
+    wopts = modes.loop_options(model, batching, len(trace.requests), graphs)
+    print(wopts["capacity"].describe(opts.prompt_len + opts.gen_len))
     steps = [("sequential", lambda: modes.run_sequential("sequential", model, trace)),
              ("static_batch1", lambda: modes.run_sequential("static_batch1", static_model(model), trace)),
              ("replicas", lambda: modes.run_replica_mode(model, trace, opts.replicas or min(opts.owners, os.cpu_count() or 1))),
              ("naive_shared", lambda: modes.run_naive(model, trace)),
-             ("static_ceiling", lambda: modes.run_static(model, trace, **batching.scheduling())),
-             ("rwttt_inproc", lambda: modes.run_rwttt(model, trace, **batching.scheduling()))]
+             ("static_ceiling", lambda: modes.run_static(model, trace, wopts, **batching.scheduling())),
+             ("rwttt_inproc", lambda: modes.run_rwttt(model, trace, wopts, **batching.scheduling()))]
     steps += [(name, (lambda fn=fn: fn(model, trace))) for name, fn in (extra_modes or {}).items()]
     results = _run_steps([s for s in steps if s[0] not in opts.skip], max(1, opts.repeat))
     gate = gates(results["rwttt_inproc"], results.get("naive_shared"), results["sequential"])
@@ -65,7 +70,15 @@ def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, ex
               "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device),
               "memory": batching.memory()}
     doc = document(config, results, gate)
+    doc["capacity"] = asdict(wopts["capacity"])
+    if "decode_cost" not in opts.skip:
+        doc["decode_forward"] = decode_costs(model, batch=min(opts.owners, 64), context=opts.prompt_len + opts.gen_len // 2)
     print(table(results))
+    if "decode_forward" in doc:
+        d = doc["decode_forward"]
+        print(f"decode forward, batch {d['batch']} at context {d['context']}: plain torch {d['plain_ms']} ms, "
+              f"static round {d['static_ms']} ms ({d['static_vs_plain']}x), eager groups {d['eager_ms']} ms "
+              f"({d['eager_vs_plain']}x)")
     if opts.profile:
         print(profile_table(results))
     print("ratios: " + ", ".join(f"{k}={v}" for k, v in ratios(results).items()))

@@ -14,6 +14,7 @@ import torch
 from rwttt_ray.bench.measure import peak_rss, percentile
 from rwttt_ray.bench.traces import Trace
 from rwttt_ray.ttt.baselines import naive_loop, run_replicas, static_model
+from rwttt_ray.ttt.capacity import plan_worker
 from rwttt_ray.ttt.local import LocalLoop, OwnerOutcome
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.reference import SequentialReference
@@ -92,11 +93,20 @@ def run_sequential(name: str, model: TTTModel, trace: Trace, keep_state: bool = 
     return res
 
 
-def run_rwttt(model: TTTModel, trace: Trace, **scheduling) -> ModeResult:
+def loop_options(model: TTTModel, batching, owners: int, graphs: bool = True) -> dict:
+    """The WorkerCore options a bench loop runs with: its capacity plan (the batching config's
+    memory knobs, slots for `owners`), CUDA graphs on or off, the host tier's limit."""
+    mem = {**batching.memory(), "max_states_per_worker": owners}
+    plan = plan_worker(model, device=str(next(model.hf.parameters()).device), max_group_size=batching.max_group_size,
+                       **mem)
+    return dict(capacity=plan, graphs=graphs, swap_space=batching.swap_space)
+
+
+def run_rwttt(model: TTTModel, trace: Trace, worker_options: dict | None = None, **scheduling) -> ModeResult:
     """RW-TTT in-process, with every issued group and the ledger's audit log of committed WRITEs;
     `scheduling`: LocalLoop's planning knobs (BatchingConfig.scheduling(): B, w, k, alignment, policies)."""
     loop = LocalLoop(model=model, max_states_per_worker=len(trace.requests), record_logits=True, keep_state=True,
-                     audit_groups=True, **scheduling)
+                     audit_groups=True, worker_options=worker_options, **scheduling)
     res = run_loop_mode("rwttt_inproc", loop, trace)
     res.extra["groups_issued"] = len(loop.stats.issued)
     res.extra["audit"] = loop.core.ledger.history
@@ -108,9 +118,10 @@ def run_naive(model: TTTModel, trace: Trace) -> ModeResult:
     return run_loop_mode("naive_shared", loop, trace)
 
 
-def run_static(model: TTTModel, trace: Trace, **scheduling) -> ModeResult:
-    """The static ceiling: the same loop and knobs with TTT off (no WRITEs, one shape class)."""
-    loop = LocalLoop(model=static_model(model), max_states_per_worker=len(trace.requests), **scheduling)
+def run_static(model: TTTModel, trace: Trace, worker_options: dict | None = None, **scheduling) -> ModeResult:
+    """The static ceiling: the same loop, knobs and decode path with TTT off (no WRITEs, one shape class)."""
+    loop = LocalLoop(model=static_model(model), max_states_per_worker=len(trace.requests),
+                     worker_options=worker_options, **scheduling)
     return run_loop_mode("static_ceiling", loop, trace)
 
 

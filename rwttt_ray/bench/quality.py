@@ -78,6 +78,7 @@ def teacher_forced(runner_cls: type[GroupRunner]) -> type[GroupRunner]:
 
     class TeacherForcedRunner(runner_cls):  # type: ignore[valid-type, misc]
         targets: dict[str, list[int]] = {}
+        static_rounds = False       # the device path feeds its own greedy tokens, not the targets
 
         def _emit(self, owner_id: str, st: OwnerState, logits: torch.Tensor, out) -> None:
             super()._emit(owner_id, st, logits, out)    # records logits, advances progress

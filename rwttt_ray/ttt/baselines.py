@@ -30,17 +30,22 @@ SHARED = "__shared__"
 class NaiveSharedRunner(GroupRunner):
     """One fast weight for everyone: reads ignore ownership, writes add into the shared state."""
 
+    static_rounds = False         # its READs go through the shared slot, not the owners' rows
+
     def run(self, group: Group) -> GroupResult:   # no legality check: that is the point
         return self._run_write(group) if group.effect.value == "write" else self._run_read(group)
 
     def _fast_slot(self, owner_id: str) -> int | None:
         return self.pool.slot_of(SHARED)
 
+    def write_room(self) -> int:
+        return len(self.owners)       # its WRITEs add into the shared slot: no candidates
+
     def _run_write(self, group: Group) -> GroupResult:
         s, owners = self.settings, group.owner_ids
-        if self.pool.slot_of(SHARED) is None:
-            self.pool.load(SHARED, [torch.zeros_like(layer[0]) for layer in self.pool.layers])
         slot = self.pool.slot_of(SHARED)
+        if slot is None:
+            slot = self.pool.pin(SHARED)
         idx = torch.tensor([self.seqs.owner_slot[o] for o in owners],
                            device=self.seqs.hbuf[0].device if self.seqs.hbuf else None)
         for ti, layer_idx in enumerate(s.layers):

@@ -221,3 +221,33 @@ def device_total_bytes(device: str) -> int:
     import os
 
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def plan_worker(model: Any, *, device: str, max_states_per_worker: int, max_group_size: int, kv_block_size: int = 16,
+                gpu_memory_utilization: float | None = None, memory_budget_gib: float | None = None,
+                **_: Any) -> CapacityPlan:
+    """A worker's plan for its loaded model: from the budget when one is given (slots capped by
+    `max_states_per_worker`, each owner sized for the model's full context), else by counts
+    (`max_states_per_worker` slots, KV for each at the full context). The WRITE reserve is the
+    largest WRITE group: min(max_group_size, slots)."""
+    shapes = ModelShapes.of(model)
+    reserve = min(max_group_size, max_states_per_worker)
+    budget = budget_from(total_device_bytes=device_total_bytes(device) if (gpu_memory_utilization or 0) else 0,
+                         gpu_memory_utilization=gpu_memory_utilization, memory_budget_gib=memory_budget_gib)
+    weights = model_bytes_of(model) + _fused_bytes(model)
+    if budget is None:
+        return plan_counts(shapes, slots=max_states_per_worker, write_reserve=reserve, block_size=kv_block_size,
+                           max_tokens=model.max_seq_len, model_bytes=weights)
+    return plan_capacity(shapes, budget_bytes=budget, model_bytes=weights, block_size=kv_block_size,
+                         write_reserve=reserve, max_slots=max_states_per_worker, target_tokens=model.max_seq_len,
+                         workspace_bytes=workspace_estimate(shapes, max_states_per_worker))
+
+
+def _fused_bytes(model: Any) -> int:
+    """The static decoder's fused QKV and gate/up copies (ttt.decode)."""
+    total = 0
+    for layer in model.hf.model.layers:
+        for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                    layer.mlp.gate_proj, layer.mlp.up_proj):
+            total += lin.weight.numel() * lin.weight.element_size()
+    return total

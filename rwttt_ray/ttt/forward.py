@@ -1,8 +1,8 @@
 """FastWeightForward: a batched forward of a transformers Qwen3/Llama model with fast weights.
 
 It adapts the model without copying base weights: it calls the model's own norms, projections,
-rotary embedding and lm_head, and replaces only what batching needs: per-owner KV slots
-(SequencePool), and in TTT layers `out = h @ W0^T + h @ dW^T[slot]` (one shared base GEMM plus
+rotary embedding and lm_head, and replaces only what batching needs: per-owner paged KV
+(SequencePool's PagedKV: each row's blocks through its block table), and in TTT layers `out = h @ W0^T + h @ dW^T[slot]` (one shared base GEMM plus
 per-owner products over slot views) while appending the MLP-input rows to each owner's chunk buffer.
 """
 from __future__ import annotations
@@ -23,15 +23,20 @@ from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
 class BatchView:
     """Where each row of a batch lives: B rows, each an owner feeding T tokens."""
 
-    seq_slots: tuple[int, ...]              # SequencePool slot per row
+    seq_slots: tuple[int, ...]              # SequencePool device row per batch row
     positions: tuple[int, ...]              # absolute position of each row's first token
     fills: tuple[int, ...]                  # chunk-buffer rows already held per row (fill + T <= C)
     fast_slots: tuple[int | None, ...]      # FastWeightPool slot per row (None: delta is zero)
 
     def index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(seq slots, positions, fills) as index tensors, built once per forward."""
+        """(seq rows, positions, fills) as index tensors, built once per forward."""
         return (torch.tensor(self.seq_slots, device=device), torch.tensor(self.positions, device=device),
                 torch.tensor(self.fills, device=device))
+
+    def kv_slots(self, seqs: SequencePool, t: int, device: torch.device) -> torch.Tensor:
+        """The flat KV cache slots the block's tokens are written to, row-major [B * T]."""
+        return torch.tensor([s for r, p in zip(self.seq_slots, self.positions) for s in seqs.kv.slots(r, p, t)],
+                            device=device)
 
 
 class FastWeightForward:
@@ -54,8 +59,11 @@ class FastWeightForward:
         pos = torch.tensor(view.positions, device=self.device).unsqueeze(1) + torch.arange(t, device=self.device)
         embeds = self.base.embed_tokens(tokens)                               # [B, T, D]
         cos_sin = self.base.rotary_emb(embeds, pos)
-        mask = self._mask(pos)
+        self.seqs.kv.sync_table()
+        self._blocks = -(-(max(view.positions) + t) // self.seqs.kv.block_size)
+        mask = self._mask(pos, self._blocks * self.seqs.kv.block_size)
         self._idx = view.index(self.device)
+        self._slots = view.kv_slots(self.seqs, t, self.device)
         x = embeds
         for li, layer in enumerate(self.layers):
             x = x + self._attention(li, layer, layer.input_layernorm(x), cos_sin, mask, view, pos)
@@ -63,24 +71,9 @@ class FastWeightForward:
         x = self.base.norm(x)
         return self.model.hf.lm_head(x if all_logits else x[:, -1]).float()
 
-    def _mask(self, pos: torch.Tensor) -> torch.Tensor:
-        length = int(pos.max()) + 1
+    def _mask(self, pos: torch.Tensor, length: int) -> torch.Tensor:
         keys = torch.arange(length, device=self.device)
         return (keys.view(1, 1, 1, -1) <= pos.view(pos.shape[0], 1, -1, 1))   # [B, 1, T, L]
-
-    def _kv_write(self, cache: torch.Tensor, new: torch.Tensor, view: BatchView) -> None:
-        t = new.shape[2]
-        if t == 1:
-            cache[self._idx[0], :, self._idx[1]] = new[:, :, 0]
-            return
-        for b, (s, p) in enumerate(zip(view.seq_slots, view.positions)):
-            cache[s, :, p:p + t] = new[b]
-
-    def _kv_read(self, cache: torch.Tensor, view: BatchView, length: int) -> torch.Tensor:
-        s = view.seq_slots
-        if list(s) == list(range(s[0], s[0] + len(s))):
-            return cache[s[0]:s[0] + len(s), :, :length]                      # a view, no copy
-        return cache[:, :, :length].index_select(0, self._idx[0])
 
     def _attention(self, li, layer, h, cos_sin, mask, view, pos) -> torch.Tensor:
         attn = layer.self_attn
@@ -91,10 +84,10 @@ class FastWeightForward:
             q, k = attn.q_norm(q), attn.k_norm(k)
         v = attn.v_proj(h).view(shape).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *cos_sin)
-        self._kv_write(self.seqs.k[li], k, view)
-        self._kv_write(self.seqs.v[li], v, view)
-        length = mask.shape[-1]
-        keys, values = self._kv_read(self.seqs.k[li], view, length), self._kv_read(self.seqs.v[li], view, length)
+        kv = self.seqs.kv
+        kv.write(li, k.transpose(1, 2).reshape(bsz * t, k.shape[1], -1),
+                 v.transpose(1, 2).reshape(bsz * t, v.shape[1], -1), self._slots)
+        keys, values = kv.read(li, self._idx[0], self._blocks)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling,
                                              enable_gqa=q.shape[1] != keys.shape[1])
         return attn.o_proj(out.transpose(1, 2).reshape(bsz, t, -1))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 
@@ -65,8 +65,10 @@ class LocalLoop:
                  placement_policy: str = "least_loaded", eviction_policy: str = "lru", fairness_policy: str = "vtc",
                  weights: Mapping[str, float] | None = None, record_logits: bool = False, keep_state: bool = False,
                  audit_groups: bool = False, runner_cls: type[GroupRunner] = GroupRunner,
-                 worker_cls: type[WorkerCore] = WorkerCore) -> None:
+                 worker_cls: type[WorkerCore] = WorkerCore, worker_options: Mapping[str, Any] | None = None) -> None:
+        """`worker_options`: WorkerCore's keywords (capacity, write_reserve, static_rounds, graphs)."""
         s = model.settings
+        self.worker_options = dict(worker_options or {})
         self.model, self.record_logits, self.keep_state = model, record_logits, keep_state
         self.runner_cls, self.worker_cls, self.audit_groups = runner_cls, worker_cls, audit_groups
         self.core = SchedulerCore.from_policies(
@@ -79,14 +81,15 @@ class LocalLoop:
             self.add_worker(f"w{i}", max_states_per_worker)
         self.epoch = 1
         self.stats = LoopStats()
+        self._planning_s = self._run_s = 0.0
         self._arrival: dict[str, float] = {}
         self._done: dict[str, OwnerOutcome] = {}
 
     def add_worker(self, worker_id: str, max_states_per_worker: int) -> WorkerCore:
         worker = self.worker_cls(self.model, worker_id, max_states_per_worker=max_states_per_worker,
-                                 record_logits=self.record_logits, runner_cls=self.runner_cls)
+                                 record_logits=self.record_logits, runner_cls=self.runner_cls, **self.worker_options)
         self.workers[worker_id] = worker
-        self.core.add_worker(worker_id, worker.shape_prefix, max_states_per_worker)
+        self.core.add_worker(worker_id, worker.shape_prefix, worker.max_states_per_worker)
         return worker
 
     # -- owners ---------------------------------------------------------------------------------
@@ -139,12 +142,28 @@ class LocalLoop:
 
     def phase(self, worker_id: str) -> Phase | None:
         """Plan, run and settle one phase of the worker (None: it has nothing to do)."""
+        t0 = time.perf_counter()
         plan = self.plan(worker_id)
+        self._planning_s += time.perf_counter() - t0
         if plan is None:
             return None
         result = self.workers[worker_id].run_phase(plan)
+        t0 = time.perf_counter()
         self.settle(worker_id, plan, result)
+        self._planning_s += time.perf_counter() - t0
         return worker_id, plan, result
+
+    def profile(self) -> dict[str, float]:
+        """Seconds of `run` spent in: forward (READ rounds, less sampling and host syncs),
+        planning (plan + settle), sampling, write (WRITE groups), host_sync, idle (the rest)."""
+        parts = {"forward": 0.0, "planning": self._planning_s, "sampling": 0.0, "write": 0.0, "host_sync": 0.0}
+        for w in self.workers.values():
+            for key in ("sampling", "host_sync"):
+                parts[key] += w.runner.profile[key]
+            parts["forward"] += w.profile["forward"] - w.runner.profile["sampling"] - w.runner.profile["host_sync"]
+            parts["write"] += w.profile["write"]
+        parts["idle"] = max(0.0, self._run_s - sum(parts.values()))
+        return parts
 
     def tick(self) -> list[Phase]:
         """One phase on every live worker that has work; [] when the loop is idle."""
@@ -156,7 +175,7 @@ class LocalLoop:
         """Serve `requests`, the i-th admitted once the scheduler's step reaches arrival_steps[i]
         (between phases; an idle loop admits the next one at once); run until idle."""
         arrivals = sorted(zip(arrival_steps or [0] * len(requests), range(len(requests))))
-        nxt, ticks = 0, 0
+        nxt, ticks, t0 = 0, 0, time.perf_counter()
         while True:
             while nxt < len(arrivals) and arrivals[nxt][0] <= self.core.step:
                 self.submit(requests[arrivals[nxt][1]])
@@ -169,6 +188,7 @@ class LocalLoop:
             ticks += 1
             if max_ticks is not None and ticks > max_ticks:
                 raise RuntimeError(f"the loop did not finish within {max_ticks} ticks")
+        self._run_s += time.perf_counter() - t0
         out = self.outcomes()
         return {r.owner_id: out[r.owner_id] for r in requests}
 

@@ -7,6 +7,7 @@ ledger and then calls `commit`/`rollback` here. It re-checks each group's legali
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -66,9 +67,13 @@ class GroupResult:
 class GroupRunner:
     """Owner states + pools + forward; `run(group)` executes one legal group."""
 
+    static_rounds = True          # its decode rounds may take the static-shape path (StaticRounds)
+
     def __init__(self, model: TTTModel, max_owners: int = 64, record_logits: bool = False,
                  placement: str = "local", write_reserve: int | None = None,
-                 max_seq_len: int | None = None) -> None:
+                 max_seq_len: int | None = None, block_size: int = 16, kv_blocks: int | None = None) -> None:
+        """`write_reserve`: WRITE candidate slots (default: one per owner); `kv_blocks`: paged-KV
+        blocks of `block_size` tokens (default: every owner at the full context)."""
         s, cfg = model.settings, model.hf.config
         self.model, self.settings, self.placement = model, s, placement
         self.record_logits = record_logits
@@ -77,15 +82,16 @@ class GroupRunner:
         self.max_seq_len = min(max_seq_len or model.max_seq_len, model.max_seq_len)
         self.seqs = SequencePool(cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, self.max_seq_len,
                                  len(s.layers), s.chunk, cfg.hidden_size, cfg.intermediate_size, max_owners, dtype, device,
-                                 keep_targets=s.target == "input_embed")
-        self.pool = FastWeightPool(len(s.layers), cfg.intermediate_size, cfg.hidden_size,
-                                   max_owners + (write_reserve or max_owners), device)
+                                 keep_targets=s.target == "input_embed", block_size=block_size, num_blocks=kv_blocks)
+        self.pool = FastWeightPool(len(s.layers), cfg.intermediate_size, cfg.hidden_size, max_owners,
+                                   write_reserve or max_owners, device)
         self.forward = FastWeightForward(model, self.seqs, self.pool)
         self.owners: dict[str, OwnerState] = {}
         self.shape_prefix = f"{str(dtype).removeprefix('torch.')}:{cfg.hidden_size}x{cfg.intermediate_size}:C{s.chunk}"
         self.write_fault: Callable[[str], None] | None = None   # test hook: raise inside a WRITE
         self.read_fault: Callable[[str], None] | None = None    # test hook: raise in a READ, per owner
         self.codec = TextCodec(model.tokenizer)                  # stop strings are matched on its text
+        self.profile = {"sampling": 0.0, "host_sync": 0.0}      # seconds (LocalLoop.profile)
 
     # -- owners ---------------------------------------------------------------------------
     def admit(self, req: Request, generated: list[int] | None = None) -> None:
@@ -97,13 +103,15 @@ class GroupRunner:
         progress = OwnerProgress.fresh(self.settings.chunk, len(req.prompt), len(gen), req.max_new_tokens,
                                        ttt=self.settings.enabled,
                                        done=len(gen) >= req.max_new_tokens or self._stopped(req, gen))
-        self.seqs.allocate(req.owner_id)
+        self.pool.attach(req.owner_id, self.seqs.allocate(req.owner_id))
         self.owners[req.owner_id] = OwnerState(req, list(req.prompt) + gen, progress)
 
     def release(self, owner_id: str) -> None:
         self.owners.pop(owner_id, None)
-        self.seqs.release(owner_id)
         self.pool.drop(owner_id)
+        moved = self.seqs.release(owner_id)
+        if moved is not None:
+            self.pool.move(*moved)
 
     def progress(self, owner_id: str) -> OwnerProgress:
         return self.owners[owner_id].progress
@@ -134,6 +142,8 @@ class GroupRunner:
         blocks = [st.stream[st.pos:st.pos + st.progress.piece()] for st in states]
         if len({len(b) for b in blocks}) != 1 or not blocks[0]:
             raise ValueError("a READ group must feed equal-length, non-empty token blocks")
+        for o, st in zip(group.owner_ids, states):
+            self.seqs.ensure(o, st.pos + len(blocks[0]), st.pos)
         view = BatchView(tuple(self.seqs.owner_slot[o] for o in group.owner_ids), tuple(st.pos for st in states),
                          tuple(st.progress.fill for st in states), tuple(self._fast_slot(o) for o in group.owner_ids))
         for o in group.owner_ids if self.read_fault is not None else ():
@@ -154,14 +164,21 @@ class GroupRunner:
         return self.pool.slot_of(owner_id)
 
     def _emit(self, owner_id: str, st: OwnerState, logits: torch.Tensor, out: GroupResult) -> None:
-        """Sample the owner's next token, and decide here whether its turn ends with it (all
-        decided before the owner's state changes, so a failure leaves it as it was)."""
+        """Sample the owner's next token and accept it."""
         req = st.request
         shaped = req.shapes_logits
+        t0 = time.perf_counter()
         tok = sample(logits, req, len(st.generated), st.generated if shaped else (), st.stream if shaped else ())
+        self.profile["sampling"] += time.perf_counter() - t0
+        self.accept(owner_id, st, tok, logits, out)
+
+    def accept(self, owner_id: str, st: OwnerState, tok: int, logits: torch.Tensor | None, out: GroupResult) -> None:
+        """Append the owner's next token, deciding here whether its turn ends with it (all
+        decided before the owner's state changes, so a failure leaves it as it was)."""
+        req = st.request
         entry = token_logprobs(logits, tok, req.logprobs) if req.logprobs is not None else None
         reason = self._stop_reason(st, tok)
-        if self.record_logits:
+        if self.record_logits and logits is not None:
             st.logits.append(logits.clone())
         st.stream.append(tok)
         out.tokens[owner_id] = tok
@@ -191,6 +208,10 @@ class GroupRunner:
         if generated[-1] in req.stop_ids:
             return True
         return bool(req.stop) and self._checker(req, list(req.prompt)).replay(generated) is not None
+
+    def write_room(self) -> int:
+        """Owners a WRITE can take now: the free candidate slots."""
+        return self.pool.num_free()
 
     def _run_write(self, group: Group) -> GroupResult:
         owners = group.owner_ids
@@ -274,6 +295,7 @@ class GroupRunner:
                 self.commit(owner_id)
                 continue
             n = min(target.pos - st.pos, self.settings.chunk - st.progress.fill)
+            self.seqs.ensure(owner_id, st.pos + n, st.pos)
             view = BatchView((self.seqs.owner_slot[owner_id],), (st.pos,), (st.progress.fill,), (self._fast_slot(owner_id),))
             self.forward(torch.tensor([st.stream[st.pos:st.pos + n]]), view)
             st.progress = replace(st.progress, pos=st.pos + n)
@@ -295,11 +317,12 @@ class GroupRunner:
                               max_new_tokens=req.max_new_tokens, done=False)
 
     def fork(self, parent_id: str, child: Request) -> None:
-        """A new owner with the parent's committed state: KV and buffer copied, fast weights shared
-        copy-on-write until either one commits a WRITE."""
+        """A new owner with the parent's committed state: buffer rows and fast weights copied, KV shared
+        copy-on-write (the KV blocks: a shared block is copied when either one writes into it)."""
         st = self.owners[parent_id]
         if self.pool.has_candidate(parent_id):
             raise RuntimeError(f"owner {parent_id} has an uncommitted WRITE candidate")
         self.seqs.copy_slot(parent_id, child.owner_id, st.pos, st.progress.fill)
+        self.pool.attach(child.owner_id, self.seqs.owner_slot[child.owner_id])
         self.pool.fork(parent_id, child.owner_id)
         self.owners[child.owner_id] = OwnerState(child, list(st.stream), st.progress)

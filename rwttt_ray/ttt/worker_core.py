@@ -14,9 +14,15 @@ from rwttt_ray.core.phase import PhasePlan, PhaseResult
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.types import Group
 from rwttt_ray.ttt import state_io
+from rwttt_ray.ttt.capacity import CapacityPlan
 from rwttt_ray.ttt.model import TTTModel
+from rwttt_ray.ttt.rounds import StaticRounds
 from rwttt_ray.ttt.runner import GroupRunner
 from rwttt_ray.ttt.sampling import Request
+
+
+class HostTierFullError(RuntimeError):
+    """The host tier is at its --swap-space limit: no owner can be spilled."""
 
 
 class StaleEpochRefused(RuntimeError):
@@ -25,16 +31,31 @@ class StaleEpochRefused(RuntimeError):
 
 class WorkerCore:
     def __init__(self, model: TTTModel, worker_id: str, max_states_per_worker: int = 64, record_logits: bool = False,
-                 *, runner_cls: type[GroupRunner] = GroupRunner) -> None:
-        """`runner_cls`: the GroupRunner (a baseline's or a broken one, for the bench and its gates)."""
-        self.worker_id, self.max_states_per_worker = worker_id, max_states_per_worker
-        self.runner = runner_cls(model, max_owners=max_states_per_worker, placement=worker_id, record_logits=record_logits)
+                 *, runner_cls: type[GroupRunner] = GroupRunner, capacity: CapacityPlan | None = None,
+                 write_reserve: int | None = None, static_rounds: bool = True, graphs: bool = True,
+                 swap_space: float | None = None) -> None:
+        """`runner_cls`: the GroupRunner (a baseline's or a broken one, for the bench and its gates);
+        `capacity`: slots, WRITE reserve and KV blocks sized from a memory budget (else
+        `max_states_per_worker` slots, `write_reserve` candidates, KV for every slot at full context);
+        `static_rounds`: decode rounds on the static-shape path (else eagerly, group by group);
+        `graphs`: CUDA graphs for those rounds on CUDA (off: --enforce-eager); `swap_space`: GiB
+        the host tier may hold (None: no limit)."""
+        slots = capacity.slots if capacity is not None else max_states_per_worker
+        self.worker_id, self.max_states_per_worker = worker_id, slots
+        kw = {} if capacity is None else dict(write_reserve=capacity.write_reserve, block_size=capacity.block_size,
+                                              kv_blocks=capacity.kv_blocks,
+                                              max_seq_len=min(model.max_seq_len, capacity.max_tokens_per_owner()))
+        self.runner = runner_cls(model, max_owners=slots, placement=worker_id, record_logits=record_logits,
+                                 **{"write_reserve": write_reserve, **kw})
+        self.static = StaticRounds(self.runner, graphs=graphs) if static_rounds and runner_cls.static_rounds else None
         self.host: OrderedDict[str, bytes] = OrderedDict()     # spilled owners (host tier)
+        self.swap_bytes = None if swap_space is None else int(swap_space * 2**30)
         self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
         self.kept: dict[tuple[str, int], bytes] = {}             # (owner, version) -> state, for rollback
         self.keep_due: set[str] = set()                          # session turns to keep once they end
         self.epoch = 0
         self.stats = {"spills": 0, "reloads": 0, "spill_s": 0.0, "reload_s": 0.0}
+        self.profile = {"forward": 0.0, "write": 0.0}          # seconds in READ rounds and WRITE groups
 
     @property
     def shape_prefix(self) -> str:
@@ -159,7 +180,12 @@ class WorkerCore:
 
     def spill(self, owner_id: str) -> None:
         t0 = time.perf_counter()
-        self.host[owner_id] = state_io.dumps(self.runner.snapshot(owner_id))
+        blob = state_io.dumps(self.runner.snapshot(owner_id))
+        held = sum(len(b) for b in self.host.values())
+        if self.swap_bytes is not None and held + len(blob) > self.swap_bytes:
+            raise HostTierFullError(f"worker {self.worker_id}: the host tier ({self.swap_bytes / 2**30:g} GiB, "
+                                    f"--swap-space) cannot take {owner_id}'s {len(blob) / 2**20:.1f} MiB")
+        self.host[owner_id] = blob
         self.runner.release(owner_id)
         self.stats["spills"] += 1
         self.stats["spill_s"] += time.perf_counter() - t0
@@ -206,16 +232,34 @@ class WorkerCore:
         res = PhaseResult()
         self._keep_ended_turns(res)
         res.spilled = self._ensure_residents(plan.residents)
-        for groups in plan.rounds:
-            for group in groups:
-                self._read(group, res)
+        self._run_rounds(plan.rounds, res)
+        t_write = time.perf_counter()
         for group in plan.writes:
             self._write(group, res)
+        self.profile["write"] += time.perf_counter() - t_write
         self._keep_ended_turns(res)
         touched = {o for g in (*[g for r in plan.rounds for g in r], *plan.writes) for o in g.owner_ids}
         res.progress = {o: self.runner.progress(o) for o in touched | set(plan.commits) if o in self.runner.owners}
         res.compute_s = time.perf_counter() - t0
         return res
+
+    def _run_rounds(self, rounds: tuple[tuple[Group, ...], ...], res: PhaseResult) -> None:
+        """READ rounds: runs of decode rounds on the static path, the others group by group."""
+        t0, i = time.perf_counter(), 0
+        while i < len(rounds):
+            j = i
+            while self.static is not None and j < len(rounds) and self.static.takes(rounds[j]):
+                j += 1
+            results = self.static.run([g for (g,) in rounds[i:j]], res.failed) if j > i else None
+            if results is None:
+                for group in rounds[i]:
+                    self._read(group, res)
+                i += 1
+                continue
+            for out in results:
+                self._collect(out, res)
+            i = j
+        self.profile["forward"] += time.perf_counter() - t0
 
     def _live_members(self, group: Group, res: PhaseResult) -> Group | None:
         """The group without owners that stopped early (a stop token) or failed in this phase;
@@ -250,18 +294,29 @@ class WorkerCore:
             self._isolated(Group(live.key, (tag,), live.step), res, run)
 
     def _read(self, group: Group, res: PhaseResult) -> None:
-        def run(live: Group) -> None:
-            out = self.runner.run(live)
-            for owner_id, tok in out.tokens.items():
-                res.tokens.setdefault(owner_id, []).append(tok)
-            for owner_id, entry in out.logprobs.items():
-                res.logprobs.setdefault(owner_id, []).append(entry)
-            res.stops.update(out.stops)
-            res.failed.update(out.failed)
-        self._isolated(group, res, run)
+        self._isolated(group, res, lambda live: self._collect(self.runner.run(live), res))
+
+    @staticmethod
+    def _collect(out, res: PhaseResult) -> None:
+        for owner_id, tok in out.tokens.items():
+            res.tokens.setdefault(owner_id, []).append(tok)
+        for owner_id, entry in out.logprobs.items():
+            res.logprobs.setdefault(owner_id, []).append(entry)
+        res.stops.update(out.stops)
+        res.failed.update(out.failed)
 
     def _write(self, group: Group, res: PhaseResult) -> None:
-        self._isolated(group, res, lambda live: res.receipts.extend(self.runner.run(live).receipts))
+        """A WRITE group; members beyond the free candidate slots wait for a later phase (their
+        WRITE stays pending, and the scheduler plans it again once the ledger has published)."""
+        live = self._live_members(group, res)
+        if live is None:
+            return
+        room = self.runner.write_room()
+        if room < len(live):
+            live = Group(live.key, live.tags[:room], live.step) if room else None
+            if live is None:
+                return
+        self._isolated(live, res, lambda g: res.receipts.extend(self.runner.run(g).receipts))
 
 
 def _tensor_order(name: str) -> tuple[str, int]:

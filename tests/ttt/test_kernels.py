@@ -79,32 +79,40 @@ def test_write_candidate_matches_loop(has_base):
 
 
 def test_pool_candidate_commit_rollback_fork():
-    pool = FastWeightPool(1, FF, D, capacity=4)
+    pool = FastWeightPool(1, FF, D, rows=3, reserve=2)
+    pool.attach("a", 0)
     h, v = torch.randn(5, FF), torch.randn(5, D)
     pool.begin_candidate("a")
     pool.write_candidate("a", 0, h, v, 1.0)
     assert pool.slot_of("a") is None            # dirty: invisible until commit
+    assert pool.layers[0][0].abs().sum() == 0   # the row holds the committed (zero) delta
     pool.commit("a")
+    assert pool.slot_of("a") == 0               # published onto the owner's row
     first = pool.export("a")[0]
     torch.testing.assert_close(first, h.T @ v)
-    pool.fork("a", "b")                          # copy-on-write: shared slot
-    assert pool.slot_of("b") == pool.slot_of("a")
+    pool.attach("b", 1)
+    pool.fork("a", "b")                          # the child starts from the parent's delta
+    torch.testing.assert_close(pool.export("b")[0], first)
     pool.begin_candidate("b")
     pool.write_candidate("b", 0, h, v, 1.0)
     pool.commit("b")
-    assert pool.slot_of("b") != pool.slot_of("a")
     torch.testing.assert_close(pool.export("a")[0], first)       # parent unchanged
     torch.testing.assert_close(pool.export("b")[0], 2 * first)
     pool.begin_candidate("a")
     pool.rollback("a")
     torch.testing.assert_close(pool.export("a")[0], first)
     pool.drop("a")
+    pool.move(1, 0)                              # compaction: b's row moves into the hole
+    assert pool.slot_of("b") == 0 and pool.layers[0][1].abs().sum() == 0
+    torch.testing.assert_close(pool.export("b")[0], 2 * first)
     pool.drop("b")
-    assert pool.num_free() == 4
+    assert pool.num_free() == 2 and not any(layer[:pool.rows].abs().sum() for layer in pool.layers)
 
 
 def test_pool_full():
-    pool = FastWeightPool(1, FF, D, capacity=1)
+    pool = FastWeightPool(1, FF, D, rows=2, reserve=1)
+    pool.attach("a", 0)
+    pool.attach("b", 1)
     pool.begin_candidate("a")
     with pytest.raises(PoolFullError):
         pool.begin_candidate("b")

@@ -59,7 +59,7 @@ def test_failed_write_group_rolls_back_every_member_then_recovers(model_c8):
     out = loop.run(reqs)
     assert sorted(rolled_back) == sorted(r.owner_id for r in reqs)
     assert loop.stats.writes_rolled_back == 0          # each re-ran alone, and its receipt was accepted
-    assert runner.pool.num_free() == runner.pool.capacity   # nothing leaked
+    assert runner.pool.num_free() == runner.pool.reserve    # nothing leaked
     assert_matches_reference(model_c8, reqs, out)
 
 

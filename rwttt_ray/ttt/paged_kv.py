@@ -1,0 +1,144 @@
+"""PagedKV: the KV cache in fixed-size blocks, with a block table per device row (torch, no ray).
+
+Per decoder layer K and V are `[num_blocks + 1, block_size, KV, hd]`; the last block is the
+scratch block, where padding rows of a static-shape round write and where every unused table
+entry points, so a row's KV costs its length, not the longest context. The block table
+`[rows + 1, max_blocks]` lives on the device (row `rows` is the scratch row: all scratch).
+Blocks are refcounted: a fork shares the parent's full blocks copy-on-write (a block is copied
+only when a holder writes into a shared one) and copies nothing else.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class KVFullError(RuntimeError):
+    """No free KV block: the worker's token budget is spent."""
+
+
+class PagedKV:
+    def __init__(self, *, num_layers: int, kv_heads: int, head_dim: int, block_size: int, num_blocks: int,
+                 rows: int, max_len: int, dtype: torch.dtype, device: str | torch.device = "cpu") -> None:
+        self.block_size, self.num_blocks, self.rows = block_size, num_blocks, rows
+        self.max_blocks = -(-max_len // block_size)
+        self.scratch = num_blocks
+        shape = (num_blocks + 1, block_size, kv_heads, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.table = torch.full((rows + 1, self.max_blocks), num_blocks, dtype=torch.long, device=device)
+        self.blocks: list[list[int]] = [[] for _ in range(rows + 1)]     # host mirror of the table
+        self._refs = [0] * num_blocks
+        self._free = list(range(num_blocks - 1, -1, -1))
+        self._fresh = set(range(num_blocks))      # never written: zeroed at first use (0 * NaN is NaN)
+        self._dirty = False                       # host mirror ahead of the device table
+
+    # -- blocks --------------------------------------------------------------------------
+    def num_free(self) -> int:
+        return len(self._free)
+
+    def _take(self) -> int:
+        if not self._free:
+            raise KVFullError(f"all {self.num_blocks} KV blocks of {self.block_size} tokens are in use")
+        b = self._free.pop()
+        self._refs[b] = 1
+        if b in self._fresh:
+            self._fresh.discard(b)
+            for t in (*self.k, *self.v):
+                t[b].zero_()
+        return b
+
+    def _unref(self, b: int) -> None:
+        self._refs[b] -= 1
+        if self._refs[b] == 0:
+            self._free.append(b)
+
+    def blocks_needed(self, row: int, length: int, written: int) -> int:
+        """Blocks `ensure(row, length, written)` would take."""
+        held, bs = self.blocks[row], self.block_size
+        shared = sum(1 for i, b in enumerate(held) if self._refs[b] > 1 and (i + 1) * bs > written and i * bs < length)
+        return max(0, -(-length // bs) - len(held)) + shared
+
+    def ensure(self, row: int, length: int, written: int) -> None:
+        """Give `row` blocks for positions [0, length); `written`: positions it holds already
+        (a shared block at or after it is copied first, so this row's writes stay its own)."""
+        if length > self.max_blocks * self.block_size:
+            raise KVFullError(f"{length} tokens exceed the KV table's {self.max_blocks * self.block_size}")
+        held = self.blocks[row]
+        for i, b in enumerate(held):
+            if self._refs[b] > 1 and (i + 1) * self.block_size > written and i * self.block_size < length:
+                own = self._take()
+                for t in (*self.k, *self.v):
+                    t[own].copy_(t[b])
+                self._unref(b)
+                held[i] = own
+                self._dirty = True
+        while len(held) * self.block_size < length:
+            held.append(self._take())
+            self._dirty = True
+
+    def fork(self, src: int, dst: int) -> None:
+        """`dst` shares every block of `src` (copy-on-write at the next `ensure`)."""
+        self.release(dst)
+        for b in self.blocks[src]:
+            self._refs[b] += 1
+        self.blocks[dst] = list(self.blocks[src])
+        self._dirty = True
+
+    def release(self, row: int) -> None:
+        for b in self.blocks[row]:
+            self._unref(b)
+        self.blocks[row] = []
+        self._dirty = True
+
+    def move(self, src: int, dst: int) -> None:
+        """Row `src`'s blocks become row `dst`'s (compaction); `dst` must be empty."""
+        self.blocks[dst], self.blocks[src] = self.blocks[src], []
+        self._dirty = True
+
+    def sync_table(self) -> torch.Tensor:
+        """The device block table, brought up to date with the host mirror (one copy)."""
+        if self._dirty:
+            host = torch.full((self.rows + 1, self.max_blocks), self.scratch, dtype=torch.long)
+            for r, held in enumerate(self.blocks):
+                if held:
+                    host[r, :len(held)] = torch.tensor(held)
+            self.table.copy_(host)
+            self._dirty = False
+        return self.table
+
+    # -- positions ------------------------------------------------------------------------
+    def slots(self, row: int, start: int, n: int) -> list[int]:
+        """Flat cache slots (block * block_size + offset) of positions [start, start + n)."""
+        bs, held = self.block_size, self.blocks[row]
+        return [held[p // bs] * bs + p % bs for p in range(start, start + n)]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor) -> None:
+        """k, v: [N, KV, hd] written at flat `slots` [N]."""
+        self.k[layer].view(-1, *k.shape[1:]).index_copy_(0, slots, k)
+        self.v[layer].view(-1, *v.shape[1:]).index_copy_(0, slots, v)
+
+    def read(self, layer: int, table_rows: torch.Tensor, num_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """K, V of `table_rows` [B] over their first `num_blocks` blocks: [B, KV, L, hd] each."""
+        idx = self.table.index_select(0, table_rows)[:, :num_blocks].reshape(-1)
+        b, kv, hd = table_rows.shape[0], self.k[layer].shape[2], self.k[layer].shape[3]
+        keys = self.k[layer].index_select(0, idx).view(b, -1, kv, hd).transpose(1, 2)
+        values = self.v[layer].index_select(0, idx).view(b, -1, kv, hd).transpose(1, 2)
+        return keys, values
+
+    def export(self, row: int, length: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Positions [0, length) of `row` as contiguous [KV, length, hd] per layer (copies)."""
+        n = -(-length // self.block_size)
+        idx = torch.tensor(self.blocks[row][:n], dtype=torch.long, device=self.table.device)
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return t[idx].flatten(0, 1)[:length].transpose(0, 1).contiguous()
+        return [take(t) for t in self.k], [take(t) for t in self.v]
+
+    def load(self, row: int, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> None:
+        """Install [KV, L, hd] per layer at positions [0, L) of an empty row."""
+        length = ks[0].shape[1] if ks else 0
+        self.ensure(row, length, 0)
+        if length:
+            slots = torch.tensor(self.slots(row, 0, length), device=self.table.device)
+            for i, (k, v) in enumerate(zip(ks, vs)):
+                self.write(i, k.transpose(0, 1).to(self.k[i]), v.transpose(0, 1).to(self.v[i]), slots)
