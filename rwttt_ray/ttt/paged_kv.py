@@ -30,7 +30,7 @@ class PagedKV:
         self._refs = [0] * num_blocks
         self._free = list(range(num_blocks - 1, -1, -1))
         self._fresh = set(range(num_blocks))      # never written: zeroed at first use (0 * NaN is NaN)
-        self._dirty = False                       # host mirror ahead of the device table
+        self._dirty: set[int] = set()             # rows whose host mirror is ahead of the device table
 
     # -- blocks --------------------------------------------------------------------------
     def num_free(self) -> int:
@@ -52,11 +52,10 @@ class PagedKV:
         if self._refs[b] == 0:
             self._free.append(b)
 
-    def blocks_needed(self, row: int, length: int, written: int) -> int:
-        """Blocks `ensure(row, length, written)` would take."""
+    def _shared(self, row: int, length: int, written: int) -> list[int]:
+        """Indexes of `row`'s shared blocks that positions [written, length) would write into."""
         held, bs = self.blocks[row], self.block_size
-        shared = sum(1 for i, b in enumerate(held) if self._refs[b] > 1 and (i + 1) * bs > written and i * bs < length)
-        return max(0, -(-length // bs) - len(held)) + shared
+        return [i for i in range(written // bs, min(len(held), -(-length // bs))) if self._refs[held[i]] > 1]
 
     def ensure(self, row: int, length: int, written: int) -> None:
         """Give `row` blocks for positions [0, length); `written`: positions it holds already
@@ -64,17 +63,16 @@ class PagedKV:
         if length > self.max_blocks * self.block_size:
             raise KVFullError(f"{length} tokens exceed the KV table's {self.max_blocks * self.block_size}")
         held = self.blocks[row]
-        for i, b in enumerate(held):
-            if self._refs[b] > 1 and (i + 1) * self.block_size > written and i * self.block_size < length:
-                own = self._take()
-                for t in (*self.k, *self.v):
-                    t[own].copy_(t[b])
-                self._unref(b)
-                held[i] = own
-                self._dirty = True
+        for i in self._shared(row, length, written):
+            own = self._take()
+            for t in (*self.k, *self.v):
+                t[own].copy_(t[held[i]])
+            self._unref(held[i])
+            held[i] = own
+            self._dirty.add(row)
         while len(held) * self.block_size < length:
             held.append(self._take())
-            self._dirty = True
+            self._dirty.add(row)
 
     def fork(self, src: int, dst: int) -> None:
         """`dst` shares every block of `src` (copy-on-write at the next `ensure`)."""
@@ -82,28 +80,28 @@ class PagedKV:
         for b in self.blocks[src]:
             self._refs[b] += 1
         self.blocks[dst] = list(self.blocks[src])
-        self._dirty = True
+        self._dirty.add(dst)
 
     def release(self, row: int) -> None:
         for b in self.blocks[row]:
             self._unref(b)
         self.blocks[row] = []
-        self._dirty = True
+        self._dirty.add(row)
 
     def move(self, src: int, dst: int) -> None:
         """Row `src`'s blocks become row `dst`'s (compaction); `dst` must be empty."""
         self.blocks[dst], self.blocks[src] = self.blocks[src], []
-        self._dirty = True
+        self._dirty.update((src, dst))
 
     def sync_table(self) -> torch.Tensor:
-        """The device block table, brought up to date with the host mirror (one copy)."""
+        """The device block table, its changed rows brought up to date with the host mirror (one copy)."""
         if self._dirty:
-            host = torch.full((self.rows + 1, self.max_blocks), self.scratch, dtype=torch.long)
-            for r, held in enumerate(self.blocks):
-                if held:
-                    host[r, :len(held)] = torch.tensor(held)
-            self.table.copy_(host)
-            self._dirty = False
+            rows = sorted(self._dirty)
+            host = torch.full((len(rows), self.max_blocks), self.scratch, dtype=torch.long)
+            for i, r in enumerate(rows):
+                host[i, :len(self.blocks[r])] = torch.tensor(self.blocks[r], dtype=torch.long)
+            self.table[torch.tensor(rows, device=self.table.device)] = host.to(self.table.device)
+            self._dirty.clear()
         return self.table
 
     # -- positions ------------------------------------------------------------------------

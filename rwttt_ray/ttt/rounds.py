@@ -71,7 +71,7 @@ class StaticRounds:
         n, scratch = len(members), r.seqs.scratch
         pos = torch.zeros((n, bucket), dtype=torch.long)
         state_rows = torch.full((n, bucket), scratch, dtype=torch.long)
-        slots = torch.tensor([kv.scratch * kv.block_size] * bucket, dtype=torch.long).repeat(n, 1)
+        slots = torch.full((n, bucket), kv.scratch * kv.block_size, dtype=torch.long)
         fills = torch.zeros((n, bucket), dtype=torch.long)
         member = torch.zeros((n, bucket), dtype=torch.bool)
         first = torch.zeros(bucket, dtype=torch.long)

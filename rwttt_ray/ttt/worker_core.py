@@ -275,12 +275,14 @@ class WorkerCore:
                 raise RuntimeError(f"owner {tag.owner_id}: planned {tag.key.shape_class}, worker has {actual}")
         return Group(group.key, tuple(tags), group.step) if tags else None
 
-    def _isolated(self, group: Group, res: PhaseResult, run) -> None:
-        """Run a group; if it raises, every member alone: a member that fails alone fails (its
-        owner ends with the error), the others go on, so one request cannot fail its group.
-        A READ that raised wrote only the KV and buffer rows a re-run writes again; a WRITE that
-        raised rolled every member's candidate back."""
+    def _isolated(self, group: Group, res: PhaseResult, run, room: int | None = None) -> None:
+        """Run a group (its first `room` live members, if given); if it raises, every member
+        alone: a member that fails alone fails (its owner ends with the error), the others go
+        on, so one request cannot fail its group. A READ that raised wrote only the KV and
+        buffer rows a re-run writes again; a WRITE that raised rolled every member's candidate back."""
         live = self._live_members(group, res)
+        if live is not None and room is not None and room < len(live):
+            live = Group(live.key, live.tags[:room], live.step) if room else None
         if live is None:
             return
         try:
@@ -308,15 +310,8 @@ class WorkerCore:
     def _write(self, group: Group, res: PhaseResult) -> None:
         """A WRITE group; members beyond the free candidate slots wait for a later phase (their
         WRITE stays pending, and the scheduler plans it again once the ledger has published)."""
-        live = self._live_members(group, res)
-        if live is None:
-            return
-        room = self.runner.write_room()
-        if room < len(live):
-            live = Group(live.key, live.tags[:room], live.step) if room else None
-            if live is None:
-                return
-        self._isolated(live, res, lambda g: res.receipts.extend(self.runner.run(g).receipts))
+        self._isolated(group, res, lambda g: res.receipts.extend(self.runner.run(g).receipts),
+                       room=self.runner.write_room())
 
 
 def _tensor_order(name: str) -> tuple[str, int]:
