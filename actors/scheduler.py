@@ -105,7 +105,7 @@ class SchedulerActor(ServiceAPI):
         info = await client.info()
         self._max_len[name] = info.max_seq_len
         self.workers[name] = client
-        self.core.add_worker(name, info.shape_prefix, info.capacity)
+        self.core.add_worker(name, info.shape_prefix, info.capacity, info.max_owners)
         self._wake[name] = asyncio.Event()
 
     async def attach_worker(self, name: str, handle) -> None:

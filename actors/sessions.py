@@ -85,6 +85,8 @@ class SessionService(TokenNews):
         if room < 1 or (max_new_tokens or 0) > room:
             raise ContextLengthError(f"the session's stream would reach {len(stream) + (max_new_tokens or 1)} "
                                      f"tokens, over the context limit {self.max_len}")
+        if rec is None:
+            self.core.check_admission()      # before the tenant counts it: a 429 leaves nothing behind
         if owner_id is None:
             owner_id = new_owner_id("cmpl")
             self.tenants.admit(tenant, owner_id, session=False)
@@ -106,7 +108,7 @@ class SessionService(TokenNews):
         """The one admission of a new owner (SchedulerActor.submit too): placed, registered in the
         directory, known to the core (it counts for placement at once), then admitted on its
         worker; undone if the worker refuses it."""
-        worker_id = self.core.choose_worker(req.owner_id)
+        worker_id = self.core.admission_worker(req.owner_id)
         self.directory.register(DirectoryEntry(owner_id=req.owner_id, worker_id=worker_id, epoch=self.epoch(),
                                                tenant_id=tenant), request=req.to_dict())
         self.core.admit(req, worker_id, tenant_id=tenant)
@@ -182,6 +184,8 @@ class SessionService(TokenNews):
         self.tenants.check_owner(tenant, owner_id)
         self._idle(owner_id)
         rec = self.core.owners.get(owner_id)
+        if rec is not None:
+            self.core.check_room(rec.worker_id)
         child = self.open(tenant, self.book.session(owner_id).ttl_s)
         if rec is None:
             return child

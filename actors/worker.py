@@ -57,7 +57,7 @@ class WorkerActor:
     def info(self) -> WorkerInfo:
         return WorkerInfo(worker_id=self.worker_id, shape_prefix=self.core.shape_prefix,
                           capacity=self.core.max_states_per_worker, pid=os.getpid(), threads=torch.get_num_threads(),
-                          max_seq_len=self.core.runner.max_seq_len)
+                          max_seq_len=self.core.runner.max_seq_len, max_owners=self.core.max_owners)
 
     def admit(self, req: Request, tokens: list[int] | None = None, target: OwnerProgress | None = None) -> None:
         self.core.admit(req, tokens, target)

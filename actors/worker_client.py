@@ -37,6 +37,7 @@ class WorkerInfo:
     pid: int
     threads: int
     max_seq_len: int         # context limit
+    max_owners: int | None = None   # owners it holds: slots + what its host tier takes (None: no limit)
 
 
 @dataclass(frozen=True, slots=True)

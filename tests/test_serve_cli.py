@@ -92,7 +92,8 @@ def test_rwttt_serve_speaks_vllm_serve(tmp_path):
     proc = serve(str(ckpt), "--port", str(port), "--api-key", "sk-one", "--served-model-name", "tiny-chat", "tiny",
                  "--max-model-len", "128", "--chat-template", str(tmp_path / "t.jinja"), "--seed", "7",
                  "--metrics-key", "op-key")
-    other = serve("--port", str(port_b), "--api-key", "sk-two", "--served-model-name", "other")  # built-in model
+    other = serve("--port", str(port_b), "--api-key", "sk-two", "--served-model-name", "other",  # built-in model
+                  "--max-states-per-worker", "1", "--swap-space", "0")       # one owner per worker, no host tier
     procs: dict[int, tuple[float, str]] = {}
     try:
         try:
@@ -120,6 +121,7 @@ def test_rwttt_serve_speaks_vllm_serve(tmp_path):
                 OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-two", max_retries=0).models.list()
             healed = operator_and_worker_kill(port, procs)       # it heals while the next checks run
             two_servers_stay_apart(port, port_b, procs, procs_b)
+            a_full_server_answers_429(port_b)
             healed()
             procs = {**procs, **tree(proc.pid), **procs_b, **tree(other.pid)}
             seen = listening(procs)
@@ -190,6 +192,43 @@ def two_servers_stay_apart(port: int, port_b: int, procs: dict, procs_b: dict) -
         if name in ("haproxy", "redis-server"):
             assert ip == "127.0.0.1", (ip, p, name)
     assert ("127.0.0.1", port, "haproxy") in mine and ("127.0.0.1", port_b, "haproxy") in theirs
+
+
+def a_full_server_answers_429(port: int) -> None:
+    """Sessions hold their owners; once every worker holds all its slots and host tier take, a
+    new owner gets 429 (OpenAI error JSON, Retry-After) and the held sessions lose nothing; a
+    deleted session makes room again."""
+    from openai import RateLimitError
+
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer sk-two"}
+    client = OpenAI(base_url=f"{base}/v1", api_key="sk-two", max_retries=0)
+    sessions = []
+    for _ in range(6):
+        sid = httpx.post(f"{base}/v1/sessions", headers=auth, timeout=30).json()["id"]
+        try:
+            client.completions.create(model="other", prompt="ab", max_tokens=3, extra_body={"session_id": sid})
+        except RateLimitError as err:
+            assert err.response.headers["retry-after"] == "1", err.response.headers
+            body = err.response.json()["error"]
+            assert body["type"] == "rate_limit_error" and "--swap-space" in body["message"], body
+            break
+        sessions.append(sid)
+    else:
+        raise AssertionError("six held sessions never filled a one-slot, no-host-tier server")
+    assert sessions, "the first session was refused"
+    with pytest.raises(RateLimitError):
+        client.completions.create(model="other", prompt="ab", max_tokens=3)
+    held = client.completions.create(model="other", prompt="cd", max_tokens=3, extra_body={"session_id": sessions[0]})
+    assert held.choices[0].text is not None                          # a held session's next turn still runs
+    assert httpx.delete(f"{base}/v1/sessions/{sessions[0]}", headers=auth, timeout=30).status_code == 200
+    deadline = time.time() + 30
+    while True:
+        try:
+            client.completions.create(model="other", prompt="ab", max_tokens=3)
+            break
+        except RateLimitError:
+            assert time.time() < deadline, "a deleted session never made room"
+            time.sleep(0.2)
 
 
 def _started_before(pid: int, t: float) -> bool:

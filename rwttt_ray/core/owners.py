@@ -51,6 +51,7 @@ class WorkerRecord:
     planner: BatchPlanner | None = None
     fairness: FairnessPolicy | None = None              # order of waiting owners across tenants
     draining: bool = False                               # being emptied: takes no new owners
+    max_owners: int | None = None                        # device slots + host tier (None: no limit)
 
 
 class OwnerState:

@@ -23,6 +23,7 @@ from rwttt_ray.core.phase import PhasePlan, PhaseResult, plan_phase
 from rwttt_ray.core.owners import OwnerRecord, OwnerState, WorkerRecord
 from rwttt_ray.core.planner import BatchPlanner
 from rwttt_ray.core.progress import OwnerProgress
+from rwttt_ray.core.tenancy import CapacityFullError
 from rwttt_ray.core.types import Backend, Effect, TransitionTag
 
 __all__ = ["OwnerRecord", "SchedulerCore", "WorkerRecord"]
@@ -62,13 +63,13 @@ class SchedulerCore(OwnerState):
                    align_rounds=align_rounds)
 
     # -- workers and owners ----------------------------------------------------------------
-    def add_worker(self, worker_id: str, shape_prefix: str, capacity: int) -> None:
+    def add_worker(self, worker_id: str, shape_prefix: str, capacity: int, max_owners: int | None = None) -> None:
         # NOTE: "greedy" with w > 0 keeps the planner's own default, which waits as wait_budget does
         grouping = None if self.grouping_policy == "greedy" else make_grouping(
             self.grouping_policy, self.wait_budget_steps, self.max_group_size)
         self.workers[worker_id] = WorkerRecord(shape_prefix, capacity, planner=BatchPlanner(
             grouping, max_group_size=self.max_group_size, wait_budget_steps=self.wait_budget_steps),
-            fairness=make_fairness(self.fairness_policy, self.weights))
+            fairness=make_fairness(self.fairness_policy, self.weights), max_owners=max_owners)
 
     def loads(self) -> dict[str, WorkerLoad]:
         """Per worker: owners, slots, and whether it takes new owners (alive and not draining)."""
@@ -78,6 +79,32 @@ class SchedulerCore(OwnerState):
     def choose_worker(self, owner_id: str, home: str | None = None) -> str:
         """A worker for the owner; `home`: where its state is now (a hint for affinity)."""
         return self.placement.choose(owner_id, self.loads(), home)
+
+    def admission_worker(self, owner_id: str) -> str:
+        """A worker for a new owner among those with room (owners below their max_owners);
+        CapacityFullError (429) when every live worker is full."""
+        self.check_admission()
+        return self.placement.choose(owner_id, {w: load for w, load in self.loads().items() if self.has_room(w)})
+
+    def check_admission(self) -> None:
+        """CapacityFullError (429) if live workers exist and none can hold one more owner."""
+        live = [w for w, load in self.loads().items() if load.alive]
+        if live and not any(self.has_room(w) for w in live):
+            held = sum(len(self.owners_on(w)) for w in live)
+            raise CapacityFullError(f"the cluster holds {held} owners, all its workers take (device slots and "
+                                    "the --swap-space host tier): retry when some have ended", 1)
+
+    def has_room(self, worker_id: str) -> bool:
+        """Whether the worker can hold one more owner (a new one, or a fork of one of its own)."""
+        w = self.workers[worker_id]
+        return w.max_owners is None or len(self.owners_on(worker_id)) < w.max_owners
+
+    def check_room(self, worker_id: str) -> None:
+        """CapacityFullError (429) unless the worker can hold one more owner (a fork stays on its
+        parent's worker)."""
+        if not self.has_room(worker_id):
+            raise CapacityFullError(f"worker {worker_id} holds {len(self.owners_on(worker_id))} owners, all its "
+                                    "device slots and --swap-space host tier take: retry when some have ended", 1)
 
     def scale_observation(self, num_pending: int = 0) -> ScaleObservation:
         """What an autoscaler sees: each live, non-draining worker's slots and owners."""

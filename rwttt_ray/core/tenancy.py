@@ -36,6 +36,11 @@ class QuotaError(TenancyError):
         return type(self), (str(self), self.retry_after_s)
 
 
+class CapacityFullError(QuotaError):
+    """Every live worker holds as many owners as its device slots and host tier (--swap-space)
+    take: a new owner would have nowhere to go. Retry once some end."""
+
+
 class VersionConflictError(TenancyError):
     status = 409
 

@@ -182,6 +182,17 @@ def plan_counts(shapes: ModelShapes, *, slots: int, write_reserve: int, block_si
                  workspace_bytes, None)
 
 
+def host_bytes_per_owner(shapes: ModelShapes, tokens: int) -> int:
+    """The most one spilled owner at `tokens` tokens costs in the host tier: its fp32 fast weights,
+    chunk buffers and KV, plus its header (token log, tensor table: 16 bytes a token and 64 KiB)."""
+    return shapes.fast_slot_bytes + shapes.buffer_slot_bytes + tokens * (shapes.kv_bytes_per_token + 16) + 2 ** 16
+
+
+def host_owners(swap_bytes: int | None, per_owner_bytes: int) -> int | None:
+    """Owners the host tier (--swap-space) holds at `per_owner_bytes` each (None: no limit)."""
+    return None if swap_bytes is None else swap_bytes // max(1, per_owner_bytes)
+
+
 def workspace_estimate(shapes: ModelShapes, max_batch: int, fixed_bytes: int = FIXED_WORKSPACE) -> int:
     """Working memory of one forward pass of `max_batch` rows (tokens): fp32 logits [rows, vocab]
     plus about 8 d_ff-wide activations per row in the compute dtype (gate, up, act, fast-weight

@@ -89,13 +89,13 @@ class LocalLoop:
         worker = self.worker_cls(self.model, worker_id, max_states_per_worker=max_states_per_worker,
                                  record_logits=self.record_logits, runner_cls=self.runner_cls, **self.worker_options)
         self.workers[worker_id] = worker
-        self.core.add_worker(worker_id, worker.shape_prefix, worker.max_states_per_worker)
+        self.core.add_worker(worker_id, worker.shape_prefix, worker.max_states_per_worker, worker.max_owners)
         return worker
 
     # -- owners ---------------------------------------------------------------------------------
     def submit(self, req: Request) -> str:
         """Admit an owner on the worker placement chooses; returns that worker."""
-        worker_id = self.core.choose_worker(req.owner_id)
+        worker_id = self.core.admission_worker(req.owner_id)
         self.core.admit(req, worker_id)
         self.workers[worker_id].admit(req)
         self._arrival[req.owner_id] = time.perf_counter()

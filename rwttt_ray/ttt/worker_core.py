@@ -14,7 +14,7 @@ from rwttt_ray.core.phase import PhasePlan, PhaseResult
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.types import Group
 from rwttt_ray.ttt import state_io
-from rwttt_ray.ttt.capacity import CapacityPlan
+from rwttt_ray.ttt.capacity import CapacityPlan, ModelShapes, host_bytes_per_owner, host_owners
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.rounds import StaticRounds
 from rwttt_ray.ttt.runner import GroupRunner
@@ -56,6 +56,14 @@ class WorkerCore:
         self.epoch = 0
         self.stats = {"spills": 0, "reloads": 0, "spill_s": 0.0, "reload_s": 0.0}
         self.profile = {"forward": 0.0, "write": 0.0}          # seconds in READ rounds and WRITE groups
+
+    @property
+    def max_owners(self) -> int | None:
+        """Owners this worker can hold: its device slots plus as many as the host tier
+        (--swap-space) takes at the full context (None: no limit)."""
+        per_owner = host_bytes_per_owner(ModelShapes.of(self.runner.model), self.runner.max_seq_len)
+        extra = host_owners(self.swap_bytes, per_owner)
+        return None if extra is None else self.max_states_per_worker + extra
 
     @property
     def shape_prefix(self) -> str:

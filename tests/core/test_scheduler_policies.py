@@ -69,3 +69,28 @@ def test_draining_worker_takes_no_new_owners_and_is_not_observed():
     obs = core.scale_observation(num_pending=1)
     assert [w.worker_id for w in obs.workers] == ["w0"] and obs.num_pending == 1
     assert obs.workers[0].num_active == 1 and obs.queue_depth == 0
+
+
+def test_admission_refuses_by_name_when_every_live_worker_is_full():
+    from rwttt_ray.core.tenancy import CapacityFullError, QuotaError
+
+    core = SchedulerCore.from_policies(4, True)
+    core.add_worker("w0", "m", 1, max_owners=2)
+    core.add_worker("w1", "m", 1, max_owners=1)
+    core.add_worker("free", "m", 1)                  # no host-tier limit
+    core.workers["free"].alive = False               # ... but dead: it takes nobody
+    placed = []
+    for owner_id in ("a", "b", "c"):
+        placed.append(core.admission_worker(owner_id))
+        core.admit(Request(owner_id, (1, 2, 3), 5), placed[-1])
+    assert sorted(placed) == ["w0", "w0", "w1"]
+    with pytest.raises(CapacityFullError, match="holds 3 owners") as err:
+        core.admission_worker("d")
+    assert isinstance(err.value, QuotaError) and err.value.status == 429
+    with pytest.raises(CapacityFullError, match="worker w1"):
+        core.check_room("w1")
+    core.forget(core.owners_on("w1")[0])            # an owner ends: there is room again
+    assert core.admission_worker("d") == "w1"
+    core.workers["free"].alive = True
+    core.admit(Request("d", (1,), 1), "w1")
+    assert core.admission_worker("e") == "free"

@@ -33,3 +33,24 @@ def test_a_budget_sizes_the_worker_and_caps_its_context(model_c8):
 def test_the_count_sized_default_reserves_the_largest_write_group(model_c8):
     worker = WorkerCore(model_c8, "w0", max_states_per_worker=6, write_reserve=2)
     assert worker.runner.pool.reserve == 2 and worker.runner.pool.rows == 6
+
+
+def test_the_host_tier_bounds_the_owners_a_worker_takes(model_c8):
+    """max_owners = slots + what --swap-space holds at the full context, and the estimate per
+    owner is never below what a spilled owner at the full context really costs."""
+    from dataclasses import replace
+
+    from rwttt_ray.ttt.capacity import host_bytes_per_owner
+    from rwttt_ray.ttt.local import LocalLoop
+
+    small = replace(model_c8, context_limit=96)
+    per_owner = host_bytes_per_owner(ModelShapes.of(small), small.max_seq_len)
+    loop = LocalLoop(model=small, max_states_per_worker=2,
+                     worker_options=dict(swap_space=2.5 * per_owner / 2**30))
+    worker = loop.workers["w0"]
+    assert worker.max_owners == 2 + 2 and loop.core.workers["w0"].max_owners == 4
+    assert WorkerCore(small, "w1", max_states_per_worker=2).max_owners is None      # no --swap-space: no limit
+    full = Request("full", tuple(range(3, 3 + small.max_seq_len - 4)), 4, keep_at_end=True)   # held, like a session
+    assert loop.run([full])["full"].tokens
+    worker.spill("full")
+    assert 0.9 * per_owner < len(worker.host["full"]) <= per_owner
