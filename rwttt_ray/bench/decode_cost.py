@@ -1,10 +1,12 @@
 """The decode forward's cost against a plain-torch static step on the same weights.
 
 `plain_step` is what a hand-written static decoder would do with the model's weights and no
-serving machinery: fused QKV and gate/up GEMMs, a preallocated contiguous KV cache per row,
-no fast weights. The bench times it, the static-shape round of the serving loop
-(`StaticDecoder.step`: paged KV, fast-weight READ, chunk buffers) and the eager group forward
-(`FastWeightForward`) on one batch at one context, and reports the milliseconds and the ratios.
+serving machinery: fused QKV and gate/up GEMMs, a preallocated contiguous KV cache per row and,
+on the TTT layers, each row's own fast weight READ by one `bmm` from a contiguous [B, F, D]
+tensor (the same weights: a TTT model's forward reads them; `fast=False` leaves them out, which
+is the step of the base model). The bench times it, the static-shape round of the serving loop
+(`StaticDecoder.step`: paged KV, the pool's fast-weight READ, chunk buffers) and the eager group
+forward (`FastWeightForward`) on one batch at one context, and reports milliseconds and ratios.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from rwttt_ray.ttt.sampling import Request
 from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
 
 
-def plain_step(model: TTTModel, batch: int, context: int) -> Callable[[], torch.Tensor]:
-    """A plain-torch decode step of `batch` rows at position `context` (cache preallocated)."""
+def plain_step(model: TTTModel, batch: int, context: int, fast: bool = True) -> Callable[[], torch.Tensor]:
+    """A plain-torch decode step of `batch` rows at position `context` (cache preallocated;
+    `fast`: with each row's fast-weight READ on the TTT layers)."""
     hf = model.hf
     base, cfg = hf.model, hf.config
     device, dtype = next(hf.parameters()).device, next(hf.parameters()).dtype
@@ -31,13 +34,16 @@ def plain_step(model: TTTModel, batch: int, context: int) -> Callable[[], torch.
     shape = (batch, cfg.num_key_value_heads, context + 1, cfg.head_dim)
     cache = [(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
              for _ in base.layers]
+    ttt = set(model.settings.layers) if model.settings.enabled and fast else set()
+    deltas = {i: torch.full((batch, cfg.intermediate_size, cfg.hidden_size), 1e-3, device=device)
+              for i in ttt if i < len(base.layers)}                   # fp32, like the pool's
     tok = torch.full((batch, 1), 50, device=device)
     pos = torch.full((batch, 1), context, device=device)
 
     def step() -> torch.Tensor:
         x = base.embed_tokens(tok)
         cos_sin = base.rotary_emb(x, pos)
-        for layer, (qkv, gate_up, (nq, nk)), (kc, vc) in zip(base.layers, fused, cache):
+        for li, (layer, (qkv, gate_up, (nq, nk)), (kc, vc)) in enumerate(zip(base.layers, fused, cache)):
             attn, hd = layer.self_attn, layer.self_attn.head_dim
             q, k, v = F.linear(layer.input_layernorm(x), qkv).split((nq, nk, nk), dim=-1)
             q, k = attn.q_norm(q.view(batch, 1, -1, hd)), attn.k_norm(k.view(batch, 1, -1, hd))
@@ -47,7 +53,11 @@ def plain_step(model: TTTModel, batch: int, context: int) -> Callable[[], torch.
             out = F.scaled_dot_product_attention(q, kc, vc, scale=attn.scaling, enable_gqa=True)
             x = x + attn.o_proj(out.transpose(1, 2).reshape(batch, 1, -1))
             g, u = F.linear(layer.post_attention_layernorm(x), gate_up).chunk(2, dim=-1)
-            x = x + F.linear(layer.mlp.act_fn(g) * u, layer.mlp.down_proj.weight)
+            hidden = layer.mlp.act_fn(g) * u
+            out = F.linear(hidden, layer.mlp.down_proj.weight)
+            if li in deltas:
+                out = out + torch.bmm(hidden.to(deltas[li].dtype), deltas[li]).to(out.dtype)
+            x = x + out
         return torch.argmax(hf.lm_head(base.norm(x[:, 0])).float(), dim=-1)
     return step
 
@@ -69,7 +79,8 @@ def _serving_steps(model: TTTModel, batch: int, context: int) -> tuple[Callable,
     runner.seqs.kv.sync_table()
     view = BatchView(tuple(range(batch)), (context,) * batch, (context % model.settings.chunk,) * batch,
                      tuple(runner.pool.slot_of(f"o{i}") for i in range(batch)))
-    return (lambda: dec.step(tok, pos, rows, slots, fills, blocks),
+    home = all(runner.seqs.kv.at_home(i) for i in range(batch))
+    return (lambda: dec.step(tok, pos, rows, slots, fills, blocks, home),
             lambda: runner.forward(tok.view(batch, 1), view))
 
 
@@ -91,9 +102,11 @@ def _sync() -> None:
 
 
 def decode_costs(model: TTTModel, batch: int = 8, context: int = 192, iters: int = 30) -> dict:
-    """ms per decode step: plain torch, the static round, the eager group forward; ratios to plain."""
+    """ms per decode step: plain torch (with and without the fast-weight READ), the static round,
+    the eager group forward; ratios to plain torch with the READ (the same weights)."""
     static, eager = _serving_steps(model, batch, context)
-    steps = {"plain": plain_step(model, batch, context), "static": static, "eager": eager}
+    steps = {"plain": plain_step(model, batch, context), "plain_no_ttt": plain_step(model, batch, context, fast=False),
+             "static": static, "eager": eager}
     ms = {k: min(_ms(fn, iters) for _ in range(2)) for k, fn in steps.items()}     # the better of two
     return {"batch": batch, "context": context, **{f"{k}_ms": round(v, 3) for k, v in ms.items()},
             "static_vs_plain": round(ms["static"] / ms["plain"], 3), "eager_vs_plain": round(ms["eager"] / ms["plain"], 3)}

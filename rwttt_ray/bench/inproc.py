@@ -76,7 +76,8 @@ def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, ex
     print(table(results))
     if "decode_forward" in doc:
         d = doc["decode_forward"]
-        print(f"decode forward, batch {d['batch']} at context {d['context']}: plain torch {d['plain_ms']} ms, "
+        print(f"decode forward, batch {d['batch']} at context {d['context']}: plain torch {d['plain_ms']} ms "
+              f"({d['plain_no_ttt_ms']} ms without the fast-weight READ), "
               f"static round {d['static_ms']} ms ({d['static_vs_plain']}x), eager groups {d['eager_ms']} ms "
               f"({d['eager_vs_plain']}x)")
     if opts.profile:

@@ -46,11 +46,12 @@ class DecodeInputs:
     slots: torch.Tensor        # flat KV slot of the fed token
     fills: torch.Tensor        # chunk-buffer row of the fed token
     member: torch.Tensor       # bool: the row READs in this round
+    contiguous: bool = False   # every member's KV blocks at home: attention reads a view, no gather
 
     def to(self, device: torch.device) -> "DecodeInputs":
         packed = torch.stack([self.pos, self.rows, self.slots, self.fills, self.member.long()]).to(device)
         return DecodeInputs(self.bucket, self.blocks, self.first.to(device), packed[0], packed[1], packed[2],
-                            packed[3], packed[4].bool())
+                            packed[3], packed[4].bool(), self.contiguous)
 
 
 def _fused(layer: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -80,6 +81,7 @@ class StaticDecoder:
         self.graphs = graphs and self.device.type == "cuda"
         self._captured: dict[tuple[int, int], tuple] = {}
         self.profile = {"host_sync": 0.0}          # the runner's profile dict, when it shares one
+        self.runs = {"view": 0, "gather": 0}       # runs whose attention read a view of home blocks, or gathered
 
     def bucket(self, rows: int) -> int:
         return next(b for b in self.buckets if b >= rows)
@@ -98,13 +100,14 @@ class StaticDecoder:
         """Tokens [R, bucket] (and logits [R, bucket, V]) of the run, on the host."""
         x = inputs.to(self.device)
         self.seqs.kv.sync_table()
+        self.runs["view" if x.contiguous else "gather"] += 1
         rounds = x.pos.shape[0]
         toks = torch.empty((rounds, x.bucket), dtype=torch.long, device=self.device)
         logits = (torch.empty((rounds, x.bucket, self.model.hf.config.vocab_size), dtype=torch.float32,
                               device=self.device) if record_logits else None)
         cur = x.first.clone()
         for r in range(rounds):
-            nxt, lg = self._round(cur, x.pos[r], x.rows[r], x.slots[r], x.fills[r], x.blocks)
+            nxt, lg = self._round(cur, x.pos[r], x.rows[r], x.slots[r], x.fills[r], x.blocks, x.contiguous)
             toks[r] = nxt
             if logits is not None:
                 logits[r] = lg
@@ -114,12 +117,12 @@ class StaticDecoder:
         self.profile["host_sync"] += time.perf_counter() - t0
         return out
 
-    def _round(self, tok, pos, rows, slots, fills, blocks):
+    def _round(self, tok, pos, rows, slots, fills, blocks, contiguous):
         if not self.graphs:
-            return self.step(tok, pos, rows, slots, fills, blocks)
-        key = (tok.shape[0], blocks)
+            return self.step(tok, pos, rows, slots, fills, blocks, contiguous)
+        key = (tok.shape[0], blocks, contiguous)
         if key not in self._captured:
-            self._captured[key] = self._capture(tok, pos, rows, slots, fills, blocks)
+            self._captured[key] = self._capture(tok, pos, rows, slots, fills, blocks, contiguous)
         graph, ins, outs = self._captured[key]
         for buf, val in zip(ins, (tok, pos, rows, slots, fills)):
             buf.copy_(val)
@@ -132,28 +135,30 @@ class StaticDecoder:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):                          # warm-up (cuBLAS workspaces, lazy inits)
-                self.step(*ins, args[5])
+                self.step(*ins, *args[5:])
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            outs = self.step(*ins, args[5])
+            outs = self.step(*ins, *args[5:])
         return graph, ins, outs
 
     def step(self, tok: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor, slots: torch.Tensor,
-             fills: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One decode round over `bucket` rows: (greedy tokens [bucket], logits [bucket, V])."""
+             fills: torch.Tensor, blocks: int, contiguous: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decode round over `bucket` rows: (greedy tokens [bucket], logits [bucket, V]);
+        `contiguous`: the members' KV is at home (PagedKV.at_home), read without a gather."""
         embeds = self.base.embed_tokens(tok).unsqueeze(1)                          # [B, 1, D]
         cos_sin = self.base.rotary_emb(embeds, pos.unsqueeze(1))
         length = blocks * self.seqs.kv.block_size
         mask = torch.arange(length, device=self.device).view(1, 1, 1, -1) <= pos.view(-1, 1, 1, 1)
         h = embeds
         for li, layer in enumerate(self.layers):
-            h = h + self._attention(li, layer, layer.input_layernorm(h), cos_sin, mask, rows, slots, blocks)
+            h = h + self._attention(li, layer, layer.input_layernorm(h), cos_sin, mask, rows, slots, blocks,
+                                    contiguous)
             h = h + self._mlp(li, layer, layer.post_attention_layernorm(h), embeds, rows, fills)
         logits = self.model.hf.lm_head(self.base.norm(h[:, 0])).float()
         return torch.argmax(logits, dim=-1), logits
 
-    def _attention(self, li, layer, h, cos_sin, mask, rows, slots, blocks) -> torch.Tensor:
+    def _attention(self, li, layer, h, cos_sin, mask, rows, slots, blocks, contiguous) -> torch.Tensor:
         attn, (qkv, _, (nq, nk)) = layer.self_attn, self.fused[li]
         bsz, hd = h.shape[0], attn.head_dim
         q, k, v = F.linear(h, qkv).split((nq, nk, nk), dim=-1)
@@ -163,7 +168,7 @@ class StaticDecoder:
         q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *cos_sin)
         kv = self.seqs.kv
         kv.write(li, k[:, :, 0], v.view(bsz, -1, hd), slots)
-        keys, values = kv.read(li, rows, blocks)
+        keys, values = kv.read(li, rows, blocks, contiguous)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling,
                                              enable_gqa=q.shape[1] != keys.shape[1])
         return attn.o_proj(out.transpose(1, 2).reshape(bsz, 1, -1))

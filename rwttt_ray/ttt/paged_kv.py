@@ -6,6 +6,13 @@ entry points, so a row's KV costs its length, not the longest context. The block
 `[rows + 1, max_blocks]` lives on the device (row `rows` is the scratch row: all scratch).
 Blocks are refcounted: a fork shares the parent's full blocks copy-on-write (a block is copied
 only when a holder writes into a shared one) and copies nothing else.
+
+Home blocks: when the pool holds `rows * max_blocks` blocks or more (as the capacity planner
+sizes it), row r's i-th block is preferably block `r * max_blocks + i`. A row whose every block
+is at home (`at_home`) is a contiguous run of the cache, so a batch of such rows reads its K and
+V as one strided view (`read(..., contiguous=True)`), with no gather. Compaction copies the moved
+row's blocks to its new home; a fork's shared blocks are not at home, so a batch holding a fork
+reads through the block table.
 """
 from __future__ import annotations
 
@@ -28,29 +35,48 @@ class PagedKV:
         self.table = torch.full((rows + 1, self.max_blocks), num_blocks, dtype=torch.long, device=device)
         self.blocks: list[list[int]] = [[] for _ in range(rows + 1)]     # host mirror of the table
         self._refs = [0] * num_blocks
-        self._free = list(range(num_blocks - 1, -1, -1))
+        self.home = num_blocks >= rows * self.max_blocks        # every row has a run of blocks of its own
+        self._homes = rows * self.max_blocks if self.home else 0
+        self._free = set(range(self._homes))                    # free home blocks
+        self._spare = list(range(num_blocks - 1, self._homes - 1, -1))   # free blocks that are nobody's home
         self._fresh = set(range(num_blocks))      # never written: zeroed at first use (0 * NaN is NaN)
         self._dirty: set[int] = set()             # rows whose host mirror is ahead of the device table
 
     # -- blocks --------------------------------------------------------------------------
     def num_free(self) -> int:
-        return len(self._free)
+        return len(self._free) + len(self._spare)
 
-    def _take(self) -> int:
-        if not self._free:
+    def _take(self, row: int, index: int) -> int:
+        """A free block for `row`'s `index`-th: its home if free, else a spare, else any."""
+        home = row * self.max_blocks + index
+        if self.home and row < self.rows and home in self._free:
+            self._free.discard(home)
+            b = home
+        elif self._spare:
+            b = self._spare.pop()
+        elif self._free:
+            b = self._free.pop()
+        else:
             raise KVFullError(f"all {self.num_blocks} KV blocks of {self.block_size} tokens are in use")
-        b = self._free.pop()
         self._refs[b] = 1
         if b in self._fresh:
-            self._fresh.discard(b)
-            for t in (*self.k, *self.v):
-                t[b].zero_()
+            self._zero_fresh(b)
         return b
+
+    def _zero_fresh(self, b: int) -> None:
+        """Zero block b before its first use; for a home block, every fresh block of its row's
+        run (a contiguous read spans the run, masked positions included: 0 * NaN is NaN)."""
+        start, n = (b - b % self.max_blocks, self.max_blocks) if b < self._homes else (b, 1)
+        fresh = [x for x in range(start, start + n) if x in self._fresh]
+        self._fresh.difference_update(fresh)
+        idx = torch.tensor(fresh, device=self.table.device)
+        for t in (*self.k, *self.v):
+            t.index_fill_(0, idx, 0)
 
     def _unref(self, b: int) -> None:
         self._refs[b] -= 1
         if self._refs[b] == 0:
-            self._free.append(b)
+            (self._free.add if b < self._homes else self._spare.append)(b)
 
     def _shared(self, row: int, length: int, written: int) -> list[int]:
         """Indexes of `row`'s shared blocks that positions [written, length) would write into."""
@@ -63,16 +89,30 @@ class PagedKV:
         if length > self.max_blocks * self.block_size:
             raise KVFullError(f"{length} tokens exceed the KV table's {self.max_blocks * self.block_size}")
         held = self.blocks[row]
-        for i in self._shared(row, length, written):
-            own = self._take()
-            for t in (*self.k, *self.v):
-                t[own].copy_(t[held[i]])
+        self._relocate(row, [(i, self._take(row, i)) for i in self._shared(row, length, written)])
+        while len(held) * self.block_size < length:
+            held.append(self._take(row, len(held)))
+            self._dirty.add(row)
+
+    def _relocate(self, row: int, moves: list[tuple[int, int]]) -> None:
+        """For each (i, own): `row`'s i-th block becomes `own` (taken already), a copy of the old
+        one; one copy per layer tensor."""
+        if not moves:
+            return
+        held, device = self.blocks[row], self.table.device
+        old = torch.tensor([held[i] for i, _ in moves], device=device)
+        new = torch.tensor([own for _, own in moves], device=device)
+        for t in (*self.k, *self.v):
+            t.index_copy_(0, new, t.index_select(0, old))
+        for i, own in moves:
             self._unref(held[i])
             held[i] = own
-            self._dirty.add(row)
-        while len(held) * self.block_size < length:
-            held.append(self._take())
-            self._dirty.add(row)
+        self._dirty.add(row)
+
+    def at_home(self, row: int) -> bool:
+        """Whether each of the row's blocks is its home block (the row reads as a contiguous run)."""
+        base = row * self.max_blocks
+        return self.home and all(b == base + i for i, b in enumerate(self.blocks[row]))
 
     def fork(self, src: int, dst: int) -> None:
         """`dst` shares every block of `src` (copy-on-write at the next `ensure`)."""
@@ -89,9 +129,14 @@ class PagedKV:
         self._dirty.add(row)
 
     def move(self, src: int, dst: int) -> None:
-        """Row `src`'s blocks become row `dst`'s (compaction); `dst` must be empty."""
+        """Row `src`'s blocks become row `dst`'s (compaction); `dst` must be empty. Blocks that
+        only this row holds are copied to `dst`'s home blocks where those are free."""
         self.blocks[dst], self.blocks[src] = self.blocks[src], []
         self._dirty.update((src, dst))
+        if self.home:
+            base = dst * self.max_blocks
+            self._relocate(dst, [(i, self._take(dst, i)) for i, b in enumerate(self.blocks[dst])
+                                 if b != base + i and self._refs[b] == 1 and base + i in self._free])
 
     def sync_table(self) -> torch.Tensor:
         """The device block table, its changed rows brought up to date with the host mirror (one copy)."""
@@ -115,10 +160,18 @@ class PagedKV:
         self.k[layer].view(-1, *k.shape[1:]).index_copy_(0, slots, k)
         self.v[layer].view(-1, *v.shape[1:]).index_copy_(0, slots, v)
 
-    def read(self, layer: int, table_rows: torch.Tensor, num_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """K, V of `table_rows` [B] over their first `num_blocks` blocks: [B, KV, L, hd] each."""
-        idx = self.table.index_select(0, table_rows)[:, :num_blocks].reshape(-1)
+    def read(self, layer: int, table_rows: torch.Tensor, num_blocks: int,
+             contiguous: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """K, V of `table_rows` [B] over their first `num_blocks` blocks: [B, KV, L, hd] each.
+        `contiguous`: rows [0, B) all at home (see `at_home`), read as a strided view, no gather."""
         b, kv, hd = table_rows.shape[0], self.k[layer].shape[2], self.k[layer].shape[3]
+        if contiguous:
+            length, span = num_blocks * self.block_size, self.max_blocks * self.block_size
+
+            def run(t: torch.Tensor) -> torch.Tensor:
+                return t[:self._homes].view(self.rows, span, kv, hd)[:b, :length].transpose(1, 2)
+            return run(self.k[layer]), run(self.v[layer])
+        idx = self.table.index_select(0, table_rows)[:, :num_blocks].reshape(-1)
         keys = self.k[layer].index_select(0, idx).view(b, -1, kv, hd).transpose(1, 2)
         values = self.v[layer].index_select(0, idx).view(b, -1, kv, hd).transpose(1, 2)
         return keys, values

@@ -84,7 +84,8 @@ class StaticRounds:
                 pos[i, row], state_rows[i, row], fills[i, row], member[i, row] = p.pos, row, p.fill, True
                 slots[i, row] = kv.slots(row, p.pos, 1)[0]
                 at[o] = p.after_read()
-        return DecodeInputs(bucket, blocks, first, pos, state_rows, slots, fills, member)
+        return DecodeInputs(bucket, blocks, first, pos, state_rows, slots, fills, member,
+                            contiguous=all(kv.at_home(row) for row in rows.values()))
 
     def _apply(self, members: list[list[str]], toks: torch.Tensor, logits: torch.Tensor | None) -> list[GroupResult]:
         r = self.runner

@@ -2,10 +2,13 @@
 sequential reference: buckets 1..64 with padding, owners joining and leaving (row compaction),
 forks sharing KV blocks copy-on-write, spill and reload, a WRITE reserve smaller than the group;
 and a padding row never changes any state (the pools compared bit for bit)."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from rwttt_ray.core.types import Effect, Group, StepKind
+from rwttt_ray.ttt.capacity import ModelShapes, plan_counts
 from rwttt_ray.ttt.local import LocalLoop
 from rwttt_ray.ttt.rounds import StaticRounds
 from rwttt_ray.ttt.runner import GroupRunner
@@ -40,12 +43,22 @@ def test_static_path_equals_eager_path_for_every_bucket(model_c8, owners):
         assert_matches_reference(model_c8, reqs, got)
 
 
-def test_static_path_matches_reference_with_joins_leaves_and_spill(model_c8):
+@pytest.mark.parametrize("kv_blocks", [None, 12])
+def test_static_path_matches_reference_with_joins_leaves_and_spill(model_c8, kv_blocks):
+    """With KV for every row at full context (home blocks: attention reads a view) and with a
+    pool of 12 blocks for 3 rows (no homes: attention gathers through the block table)."""
     reqs = make_requests(7, prompt_lens=[4, 11, 19], gen_lens=[25, 5, 21, 13])
-    loop, out = _run(model_c8, reqs, True, arrivals=[0, 0, 0, 0, 3, 7, 9], max_states_per_worker=3,
-                     quantum_steps=4)
+    options = {}
+    if kv_blocks is not None:
+        plan = plan_counts(ModelShapes.of(model_c8), slots=3, write_reserve=3, block_size=16, max_tokens=64)
+        options["capacity"] = replace(plan, kv_blocks=kv_blocks)
+    loop = LocalLoop(model=model_c8, record_logits=True, keep_state=True, max_states_per_worker=3, quantum_steps=4,
+                     worker_options=options)
+    out = loop.run(reqs, [0, 0, 0, 0, 3, 7, 9])
     w = loop.workers["w0"]
     assert w.static.rounds_run > 0 and w.stats["spills"] > 0 and w.stats["reloads"] > 0
+    runs = w.static.decoder.runs
+    assert (runs["gather"] if kv_blocks else runs["view"]) > 0 and w.runner.seqs.kv.home is (kv_blocks is None)
     assert_matches_reference(model_c8, reqs, out, check_logits=False)   # spilled owners carry no logits
 
 
