@@ -150,8 +150,9 @@ class ModelConfig:
         return model
 
     def _builtin_model(self, dtype: torch.dtype) -> TTTModel:
-        """The built-in model of `builtin_arch`, built in `dtype` (initialised in fp32 on the CPU, then cast)."""
-        model = build_default_model(seed=self.weights_seed, dtype=dtype, **BUILTIN_ARCHS[self.builtin_arch])
+        """The built-in model of `builtin_arch`, built on the device in `dtype` (weights drawn on the CPU)."""
+        model = build_default_model(seed=self.weights_seed, dtype=dtype, device=self.device,
+                                    **BUILTIN_ARCHS[self.builtin_arch])
         try:
             settings, _ = resolve_settings(model.settings, self.ttt_overrides(), model.hf.config.num_hidden_layers,
                                            "the built-in model")

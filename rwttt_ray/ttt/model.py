@@ -97,12 +97,16 @@ def random_ttt_params(hidden: int, layers: tuple[int, ...], seed: int) -> tuple[
 
 
 def build_default_model(settings: TTTSettings = DEFAULT_TTT, seed: int = DEFAULT_SEED,
-                        dtype: torch.dtype = torch.float32, **arch: Any) -> TTTModel:
-    """The built-in small model: Qwen3-shaped, random, offline, deterministic."""
+                        dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                        **arch: Any) -> TTTModel:
+    """The built-in model: Qwen3-shaped, random, offline, deterministic. It is built on `device`
+    in `dtype` directly (a 4B shape never has an fp32 copy on the host); each weight is drawn on
+    the CPU in fp32, one tensor at a time, then cast, so the weights are the same on every device."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.for_model("qwen3", **{**DEFAULT_ARCH, **arch})
-    hf = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="sdpa")
+    with torch.device(device):
+        hf = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
     _seeded_init(hf, seed)
     hf = hf.to(dtype).eval().requires_grad_(False)
     settings = settings.validate_for(cfg.num_hidden_layers)
