@@ -99,7 +99,7 @@ TRACES = ("uniform", "staggered", "all_update", "mixed", "poisson", "bursty")   
 POLICIES = {"grouping_policy": ("greedy", "wait_budget", "skew_aware"), "eviction_policy": ("lru", "tenant_lru"),
             "fairness_policy": ("vtc", "fcfs"), "placement_policy": ("least_loaded", "spread", "pack", "affinity")}
 CONFIG_GROUPS = ("model", "batching", "cluster", "service")
-BUILTIN_ARCHS = ("tiny", "qwen3-4b")                                         # rwttt_ray.config.BUILTIN_ARCHS
+BUILTIN_ARCHS = ("tiny", "qwen3-4b")                                         # rwttt_ray.model_config.BUILTIN_ARCHS
 
 
 def add_model_flags(p: argparse.ArgumentParser, dtype: str = "float32", seed: bool = False) -> None:

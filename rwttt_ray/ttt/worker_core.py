@@ -14,22 +14,19 @@ from rwttt_ray.core.phase import PhasePlan, PhaseResult
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.types import Group
 from rwttt_ray.ttt import state_io
-from rwttt_ray.ttt.capacity import CapacityPlan, ModelShapes, host_bytes_per_owner, host_owners
+from rwttt_ray.ttt.capacity import CapacityPlan
+from rwttt_ray.ttt.host_tier import HostTier
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.rounds import StaticRounds
 from rwttt_ray.ttt.runner import GroupRunner
 from rwttt_ray.ttt.sampling import Request
 
 
-class HostTierFullError(RuntimeError):
-    """The host tier is at its --swap-space limit: no owner can be spilled."""
-
-
 class StaleEpochRefused(RuntimeError):
     """A plan from a scheduler older than one this worker already obeyed."""
 
 
-class WorkerCore:
+class WorkerCore(HostTier):
     def __init__(self, model: TTTModel, worker_id: str, max_states_per_worker: int = 64, record_logits: bool = False,
                  *, runner_cls: type[GroupRunner] = GroupRunner, capacity: CapacityPlan | None = None,
                  write_reserve: int | None = None, static_rounds: bool = True, graphs: bool = True,
@@ -56,14 +53,6 @@ class WorkerCore:
         self.epoch = 0
         self.stats = {"spills": 0, "reloads": 0, "spill_s": 0.0, "reload_s": 0.0}
         self.profile = {"forward": 0.0, "write": 0.0}          # seconds in READ rounds and WRITE groups
-
-    @property
-    def max_owners(self) -> int | None:
-        """Owners this worker can hold: its device slots plus as many as the host tier
-        (--swap-space) takes at the full context (None: no limit)."""
-        per_owner = host_bytes_per_owner(ModelShapes.of(self.runner.model), self.runner.max_seq_len)
-        extra = host_owners(self.swap_bytes, per_owner)
-        return None if extra is None else self.max_states_per_worker + extra
 
     @property
     def shape_prefix(self) -> str:
@@ -167,65 +156,6 @@ class WorkerCore:
     def drop_kept(self, owner_id: str) -> None:
         for key in [k for k in self.kept if k[0] == owner_id]:
             del self.kept[key]
-
-    # -- tiers ----------------------------------------------------------------------------
-    def export_owner(self, owner_id: str) -> bytes:
-        """The owner's committed state as bytes; it leaves this worker."""
-        blob = self.host.pop(owner_id, None)
-        if blob is None:
-            blob = state_io.dumps(self.runner.snapshot(owner_id))
-            self.runner.release(owner_id)
-        return blob
-
-    def import_owner(self, blob: bytes) -> str:
-        """Take over an owner's state (migration); it lands in the host tier if no slot is free."""
-        owner_id = state_io.read_header(blob)["owner_id"]
-        if self.runner.seqs.num_free() > 0:
-            self.runner.restore(state_io.loads(blob))
-        else:
-            self.host[owner_id] = blob
-        return owner_id
-
-    def spill(self, owner_id: str) -> None:
-        t0 = time.perf_counter()
-        blob = state_io.dumps(self.runner.snapshot(owner_id))
-        held = sum(len(b) for b in self.host.values())
-        if self.swap_bytes is not None and held + len(blob) > self.swap_bytes:
-            raise HostTierFullError(f"worker {self.worker_id}: the host tier ({self.swap_bytes / 2**30:g} GiB, "
-                                    f"--swap-space) cannot take {owner_id}'s {len(blob) / 2**20:.1f} MiB")
-        self.host[owner_id] = blob
-        self.runner.release(owner_id)
-        self.stats["spills"] += 1
-        self.stats["spill_s"] += time.perf_counter() - t0
-
-    def reload(self, owner_id: str) -> None:
-        t0 = time.perf_counter()
-        self.runner.restore(state_io.loads(self.host.pop(owner_id)))
-        self.stats["reloads"] += 1
-        self.stats["reload_s"] += time.perf_counter() - t0
-
-    def _make_room(self, n: int, keep: tuple[str, ...]) -> list[str]:
-        """Spill owners outside `keep` (never one with a dirty candidate) until n slots are free."""
-        spilled = []
-        for owner_id in list(self.runner.owners):
-            if self.runner.seqs.num_free() >= n:
-                break
-            if owner_id not in keep and not self.runner.pool.has_candidate(owner_id):
-                self.spill(owner_id)
-                spilled.append(owner_id)
-        if self.runner.seqs.num_free() < n:
-            raise RuntimeError(f"worker {self.worker_id}: cannot free {n} device slots for the planned residents")
-        return spilled
-
-    def _ensure_residents(self, residents: tuple[str, ...]) -> list[str]:
-        missing = [o for o in residents if o in self.host or o in self.waiting]
-        spilled = self._make_room(len(missing), keep=residents) if missing else []
-        for owner_id in missing:
-            if owner_id in self.host:
-                self.reload(owner_id)
-            else:
-                self._materialize(owner_id)
-        return spilled
 
     # -- a phase --------------------------------------------------------------------------
     def run_phase(self, plan: PhasePlan) -> PhaseResult:
