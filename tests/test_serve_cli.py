@@ -120,7 +120,7 @@ def test_rwttt_serve_speaks_vllm_serve(tmp_path):
             with pytest.raises(AuthenticationError):        # the other server's key
                 OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-two", max_retries=0).models.list()
             healed = operator_and_worker_kill(port, procs)       # it heals while the next checks run
-            two_servers_stay_apart(port, port_b, procs, procs_b)
+            two_servers_stay_apart(port, port_b, proc.pid, other.pid)
             a_full_server_answers_429(port_b)
             healed()
             procs = {**procs, **tree(proc.pid), **procs_b, **tree(other.pid)}
@@ -175,9 +175,10 @@ def operator_and_worker_kill(port: int, procs: dict):
     return healed
 
 
-def two_servers_stay_apart(port: int, port_b: int, procs: dict, procs_b: dict) -> None:
+def two_servers_stay_apart(port: int, port_b: int, pid: int, pid_b: int) -> None:
     """Each server answers its own key only, always itself (its model names), on ports of its
-    own; Serve's HAProxy and the project's Redis listen on 127.0.0.1 only."""
+    own; Serve's HAProxy and the project's Redis listen on 127.0.0.1 only. (The process trees
+    are read when checked: Serve may have restarted its HAProxy since the start.)"""
     with httpx.Client(timeout=30) as http:
         for _ in range(20):
             for p, key, names, wrong in ((port, "sk-one", ["tiny-chat", "tiny"], "sk-two"),
@@ -186,7 +187,13 @@ def two_servers_stay_apart(port: int, port_b: int, procs: dict, procs_b: dict) -
                 assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == names, r.text
                 assert http.get(f"http://127.0.0.1:{p}/v1/models",
                                 headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
-    mine, theirs = listening(procs), listening(procs_b)
+    deadline = time.time() + 15
+    while True:
+        mine, theirs = listening(tree(pid)), listening(tree(pid_b))
+        if (("127.0.0.1", port, "haproxy") in mine and ("127.0.0.1", port_b, "haproxy") in theirs) \
+                or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert not {p for _, p, _ in mine} & {p for _, p, _ in theirs}, (mine, theirs)
     for ip, p, name in mine | theirs:
         if name in ("haproxy", "redis-server"):
