@@ -1,7 +1,7 @@
 """HostTier: a worker's owners between device slots and the host tier (torch, no ray).
 
-WorkerCore's half that moves state: spill an owner's committed state to host bytes (within
---swap-space), reload it, export it to or import it from another worker (migration), free
+WorkerCore's half that moves state: spill an owner's committed state to the host tier (within
+--swap-space; as tensors, pinned and copied on a side stream on CUDA: ttt/host_state.py), reload it, export it to or import it from another worker (migration), free
 slots for a phase's planned residents, and say how many owners the worker can hold at all
 (its slots plus what the host tier takes at the full context), which the scheduler's admission
 reads. It works on the WorkerCore's runner, host tier, waiting owners and stats.
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from rwttt_ray.ttt import state_io
 from rwttt_ray.ttt.capacity import ModelShapes, host_bytes_per_owner, host_owners
+from rwttt_ray.ttt.host_state import HostState, blob_of, nbytes_of, snapshot_of, to_host
 
 if TYPE_CHECKING:
     from rwttt_ray.ttt.runner import GroupRunner
@@ -31,7 +34,8 @@ class HostTier:
     worker_id: str
     max_states_per_worker: int
     runner: GroupRunner
-    host: OrderedDict[str, bytes]          # spilled owners
+    host: OrderedDict[str, bytes | HostState]   # spilled (HostState) or imported (bytes) owners
+    _copy_stream: Any = None
     swap_bytes: int | None                 # the host tier's limit (None: none)
     waiting: dict[str, tuple]
     stats: dict[str, float]
@@ -47,13 +51,25 @@ class HostTier:
         extra = host_owners(self.swap_bytes, per_owner)
         return None if extra is None else self.max_states_per_worker + extra
 
+    @property
+    def copy_stream(self) -> Any:
+        """The CUDA stream spills copy on (None off CUDA), made at first use."""
+        if self._copy_stream is None and self.runner.seqs.kv.table.device.type == "cuda":
+            self._copy_stream = torch.cuda.Stream()
+        return self._copy_stream
+
+    def host_bytes(self, owner_id: str | None = None) -> int:
+        """Bytes the host tier holds (for one owner, or all)."""
+        entries = self.host.values() if owner_id is None else [self.host[owner_id]]
+        return sum(nbytes_of(e) for e in entries)
+
     def export_owner(self, owner_id: str) -> bytes:
         """The owner's committed state as bytes; it leaves this worker."""
-        blob = self.host.pop(owner_id, None)
-        if blob is None:
-            blob = state_io.dumps(self.runner.snapshot(owner_id))
+        entry = self.host.pop(owner_id, None)
+        if entry is None:
+            entry = state_io.dumps(self.runner.snapshot(owner_id))
             self.runner.release(owner_id)
-        return blob
+        return blob_of(entry)
 
     def import_owner(self, blob: bytes) -> str:
         """Take over an owner's state (migration); it lands in the host tier if no slot is free."""
@@ -65,20 +81,21 @@ class HostTier:
         return owner_id
 
     def spill(self, owner_id: str) -> None:
+        """The owner's committed state to the host tier (on CUDA its copy overlaps what follows)."""
         t0 = time.perf_counter()
-        blob = state_io.dumps(self.runner.snapshot(owner_id))
-        held = sum(len(b) for b in self.host.values())
-        if self.swap_bytes is not None and held + len(blob) > self.swap_bytes:
+        snap = self.runner.snapshot(owner_id)
+        size = sum(t.numel() * t.element_size() for t in snap.tensors.values())
+        if self.swap_bytes is not None and self.host_bytes() + size > self.swap_bytes:
             raise HostTierFullError(f"worker {self.worker_id}: the host tier ({self.swap_bytes / 2**30:g} GiB, "
-                                    f"--swap-space) cannot take {owner_id}'s {len(blob) / 2**20:.1f} MiB")
-        self.host[owner_id] = blob
+                                    f"--swap-space) cannot take {owner_id}'s {size / 2**20:.1f} MiB")
+        self.host[owner_id] = to_host(snap, self.copy_stream)
         self.runner.release(owner_id)
         self.stats["spills"] += 1
         self.stats["spill_s"] += time.perf_counter() - t0
 
     def reload(self, owner_id: str) -> None:
         t0 = time.perf_counter()
-        self.runner.restore(state_io.loads(self.host.pop(owner_id)))
+        self.runner.restore(snapshot_of(self.host.pop(owner_id)))
         self.stats["reloads"] += 1
         self.stats["reload_s"] += time.perf_counter() - t0
 

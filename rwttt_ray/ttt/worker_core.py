@@ -1,7 +1,7 @@
 """WorkerCore: one worker's owners and the execution of a phase (torch, no ray).
 
 It fences on the scheduler's epoch, publishes or discards the candidates the ledger decided on,
-keeps the planned residents in device slots (spilling others to the host tier as bytes), runs
+keeps the planned residents in device slots (spilling others to the host tier), runs
 the planned READ rounds and WRITE groups (re-checking each group, dropping owners that stopped
 early), and reports tokens, actual progress and WRITE receipts. The Ray actor is a thin shell.
 """
@@ -15,6 +15,7 @@ from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.types import Group
 from rwttt_ray.ttt import state_io
 from rwttt_ray.ttt.capacity import CapacityPlan
+from rwttt_ray.ttt.host_state import HostState, blob_of, snapshot_of
 from rwttt_ray.ttt.host_tier import HostTier
 from rwttt_ray.ttt.model import TTTModel
 from rwttt_ray.ttt.rounds import StaticRounds
@@ -45,7 +46,7 @@ class WorkerCore(HostTier):
         self.runner = runner_cls(model, max_owners=slots, placement=worker_id, record_logits=record_logits,
                                  **{"write_reserve": write_reserve, **kw})
         self.static = StaticRounds(self.runner, graphs=graphs) if static_rounds and runner_cls.static_rounds else None
-        self.host: OrderedDict[str, bytes] = OrderedDict()     # spilled owners (host tier)
+        self.host: OrderedDict[str, bytes | HostState] = OrderedDict()     # the host tier (HostTier)
         self.swap_bytes = None if swap_space is None else int(swap_space * 2**30)
         self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
         self.kept: dict[tuple[str, int], bytes] = {}             # (owner, version) -> state, for rollback
@@ -93,12 +94,19 @@ class WorkerCore(HostTier):
             req, gen, target = self.waiting[owner_id]
             return target or OwnerProgress.fresh(self.runner.settings.chunk, len(req.prompt), len(gen or []),
                                                  req.max_new_tokens, ttt=self.runner.settings.enabled)
-        return _progress_from_blob(self.host[owner_id], self.runner.settings)
+        entry = self.host[owner_id]
+        if isinstance(entry, HostState):
+            s = entry.snap
+            return _progress(self.runner.settings, len(s.request.prompt), len(s.generated), s.request.max_new_tokens,
+                             s.pos, s.version, s.done)
+        h = state_io.read_header(entry)
+        return _progress(self.runner.settings, len(h["request"]["prompt"]), len(h["generated"]),
+                         h["request"]["max_new_tokens"], h["pos"], h["version"], h["done"])
 
     def deltas(self, owner_id: str) -> list | None:
         """The owner's committed dW [D, F] per TTT layer, wherever it lives (None: still zero)."""
         if owner_id in self.host:
-            snap = state_io.loads(self.host[owner_id])
+            snap = snapshot_of(self.host[owner_id])
             dws = [snap.tensors[k].t() for k in sorted(snap.tensors, key=_tensor_order) if k.startswith("dw.")]
             return dws or None
         return self.runner.deltas(owner_id)
@@ -122,7 +130,7 @@ class WorkerCore(HostTier):
     def keep(self, owner_id: str, version: int) -> None:
         """Keep the owner's committed state at `version` so a later rollback can restore it."""
         if owner_id in self.host:
-            self.kept[(owner_id, version)] = self.host[owner_id]
+            self.kept[(owner_id, version)] = blob_of(self.host[owner_id])
         else:
             self.kept[(owner_id, version)] = state_io.dumps(self.runner.snapshot(owner_id))
 
@@ -257,8 +265,8 @@ def _tensor_order(name: str) -> tuple[str, int]:
     return kind, int(index)
 
 
-def _progress_from_blob(blob: bytes, settings) -> OwnerProgress:
-    h = state_io.read_header(blob)
-    req = h["request"]
-    return OwnerProgress.fresh(settings.chunk, len(req["prompt"]), len(h["generated"]), req["max_new_tokens"],
-                               pos=h["pos"], writes=h["version"], done=h["done"], ttt=settings.enabled)
+def _progress(settings, prompt_len: int, generated: int, max_new_tokens: int, pos: int, writes: int,
+              done: bool) -> OwnerProgress:
+    """A spilled owner's progress, from its snapshot's fields."""
+    return OwnerProgress.fresh(settings.chunk, prompt_len, generated, max_new_tokens, pos=pos, writes=writes,
+                               done=done, ttt=settings.enabled)

@@ -53,4 +53,5 @@ def test_the_host_tier_bounds_the_owners_a_worker_takes(model_c8):
     full = Request("full", tuple(range(3, 3 + small.max_seq_len - 4)), 4, keep_at_end=True)   # held, like a session
     assert loop.run([full])["full"].tokens
     worker.spill("full")
-    assert 0.9 * per_owner < len(worker.host["full"]) <= per_owner
+    held = len(worker.export_owner("full"))                   # what its state is as bytes
+    assert 0.9 * per_owner < held <= per_owner
