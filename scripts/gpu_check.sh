@@ -106,7 +106,7 @@ step install 90 0 "else PYTHONPATH=. only" "$PY" -m pip install --no-deps --no-b
 
 BENCH=("$PY" scripts/gpu_bench.py -- bench --device "$DEVICE" --repeat 1)
 TINY=(--skip replicas --skip static_batch1 --dtype bfloat16 --ttt-chunk 32 --prompt-len 240 --gen-len 40 --profile)
-PAPER=(--preset paper --skip replicas --skip static_batch1 --skip naive_shared --profile)
+PAPER=(--preset paper --skip replicas --skip static_batch1 --skip naive_shared --profile --swap-space 32)  # capacity: owners/GPU
 SHORT=(--gen-len 128)
 
 step gates_fp32 90 0 "correctness: fp32" "${BENCH[@]}" --backend inproc --dtype float32 --owners 8 --prompt-len 64 \

@@ -17,6 +17,7 @@ from rwttt_ray.bench.report import document, gates_lines, profile_table, ratios,
 from rwttt_ray.bench.traces import make_trace
 from rwttt_ray.config import BatchingConfig
 from rwttt_ray.ttt.baselines import static_model
+from rwttt_ray.ttt.capacity import host_tier_owners
 from rwttt_ray.ttt.model import TTTModel
 
 
@@ -46,7 +47,9 @@ def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, ex
     b, w = batching.max_group_size, batching.wait_budget_steps
     trace = make_trace(opts.trace, opts.owners, opts.prompt_len, opts.gen_len, model.settings.chunk, opts.seed)
     wopts = modes.loop_options(model, batching, len(trace.requests), graphs)
-    print(wopts["capacity"].describe(opts.prompt_len + opts.gen_len))
+    tokens = opts.prompt_len + opts.gen_len
+    host = host_tier_owners(model, batching.swap_space, tokens)
+    print(wopts["capacity"].describe(tokens, host))
     steps = [("sequential", lambda: modes.run_sequential("sequential", model, trace)),
              ("static_batch1", lambda: modes.run_sequential("static_batch1", static_model(model), trace)),
              ("replicas", lambda: modes.run_replica_mode(model, trace, opts.replicas or min(opts.owners, os.cpu_count() or 1))),
@@ -70,7 +73,7 @@ def run_inproc(model: TTTModel, batching: BatchingConfig, opts: BenchOptions, ex
               "dtype": str(param.dtype).removeprefix("torch."), "device": str(param.device),
               "memory": batching.memory()}
     doc = document(config, results, gate)
-    doc["capacity"] = asdict(wopts["capacity"])
+    doc["capacity"] = {**asdict(wopts["capacity"]), "host_owners": host, "tokens_per_owner": tokens}
     if "decode_cost" not in opts.skip:
         doc["decode_forward"] = decode_costs(model, batch=min(opts.owners, 64), context=opts.prompt_len + opts.gen_len // 2)
     print(table(results))

@@ -118,10 +118,11 @@ class CapacityPlan:
         need = blocks_for(tokens, self.block_size)
         return self.slots if need == 0 else min(self.slots, self.kv_blocks // need)
 
-    def describe(self, tokens: int) -> str:
-        """The start-up line."""
+    def describe(self, tokens: int, host: int | None = None) -> str:
+        """The start-up line; `host`: owners the host tier holds besides (None: no limit)."""
+        more = "" if host is None else f", and {host} more in the --swap-space host tier"
         return (f"capacity: {self.slots} slots, {self.write_reserve} write reserve, {self.kv_blocks} KV blocks "
-                f"of {self.block_size} tokens ({self.owners_at(tokens)} owners at {tokens} tokens); "
+                f"of {self.block_size} tokens ({self.owners_at(tokens)} owners at {tokens} tokens{more}); "
                 f"fast weights {_gib(self.fast_bytes)} GiB, KV {_gib(self.kv_bytes)} GiB, "
                 f"buffers {_gib(self.buffer_bytes)} GiB, model {_gib(self.model_bytes)} GiB "
                 f"of budget {_gib(self.budget_bytes)} GiB")
@@ -191,6 +192,12 @@ def host_bytes_per_owner(shapes: ModelShapes, tokens: int) -> int:
 def host_owners(swap_bytes: int | None, per_owner_bytes: int) -> int | None:
     """Owners the host tier (--swap-space) holds at `per_owner_bytes` each (None: no limit)."""
     return None if swap_bytes is None else swap_bytes // max(1, per_owner_bytes)
+
+
+def host_tier_owners(model: Any, swap_space_gib: float | None, tokens: int) -> int | None:
+    """Owners at `tokens` tokens that a --swap-space host tier holds for a live model (None: no limit)."""
+    swap = None if swap_space_gib is None else int(swap_space_gib * GIB)
+    return host_owners(swap, host_bytes_per_owner(ModelShapes.of(model), tokens))
 
 
 def workspace_estimate(shapes: ModelShapes, max_batch: int, fixed_bytes: int = FIXED_WORKSPACE) -> int:

@@ -105,3 +105,20 @@ def test_shapes_of_the_default_model(model):
     assert s.vocab == model.hf.config.vocab_size
     off = ModelShapes.of(model.with_settings(model.settings.with_overrides(enabled=False, target="input_embed")))
     assert off.num_ttt == 0 and off.fast_slot_bytes == 0 and off.keep_targets
+
+
+def test_owners_per_gpu_at_the_papers_lengths_with_the_host_tier():
+    """An 80 GB device at 0.9 holds 49 owners of 4096 + 512 tokens; each spilled one costs its
+    fp32 fast weights (6 x 99.6 MB), chunk buffers and KV (4608 x 144 KiB), about 1.29 GB, so
+    --swap-space 32 GiB adds 26: 75 owners per GPU, over the 64 the issue asks for."""
+    from rwttt_ray.ttt.capacity import host_bytes_per_owner, host_owners
+
+    per_owner = host_bytes_per_owner(QWEN, STREAM)
+    assert QWEN.fast_slot_bytes == 6 * 9728 * 2560 * 4 and QWEN.kv_bytes_per_token == 36 * 2 * 8 * 128 * 2
+    assert 1.28e9 < per_owner < 1.30e9
+    budget = budget_from(total_device_bytes=80 * GIB, gpu_memory_utilization=0.9, memory_budget_gib=None)
+    p = plan(budget, workspace_bytes=workspace_estimate(QWEN, max_batch=256))
+    host = host_owners(32 * GIB, per_owner)
+    assert (p.slots, host) == (49, 26) and p.slots + host >= 64
+    assert "and 26 more in the --swap-space host tier" in p.describe(STREAM, host)
+    assert host_owners(None, per_owner) is None and host_owners(0, per_owner) == 0
