@@ -65,6 +65,13 @@ def reserve_block(host: str = "127.0.0.1") -> int:
     raise OSError(f"no free block of {BLOCK} ports in {LOW}-{HIGH} on {host}")
 
 
+def spare_ports(host: str = "127.0.0.1") -> list[int]:
+    """The ports of this process's block that `serve_ports` leaves unused: this process's to hand
+    out (a test's servers: below the ephemeral range, so no other process's bind can take them)."""
+    base = reserve_block(host)
+    return list(range(base + 2 * ((BLOCK - 10) // 2), base + BLOCK - 4))
+
+
 def serve_ports(host: str = "127.0.0.1") -> dict[str, str]:
     """Serve's port settings for a local cluster, all inside this process's reserved block."""
     base = reserve_block(host)

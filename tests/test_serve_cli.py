@@ -14,7 +14,7 @@ import psutil
 import pytest
 from openai import APIStatusError, AuthenticationError, OpenAI
 
-from actors.redis_server import free_port
+from actors.local_ports import spare_ports
 from tests.checkpoints import build_bpe_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -88,7 +88,9 @@ def stop(*servers: subprocess.Popen, timeout_s: float = 90) -> list[str]:
 def test_rwttt_serve_speaks_vllm_serve(tmp_path):
     ckpt = build_bpe_checkpoint(tmp_path / "tiny")
     (tmp_path / "t.jinja").write_text(TEMPLATE)
-    port, port_b = free_port(), free_port()
+    port, port_b = spare_ports()[:2]     # reserved by this process, below the ephemeral range:
+    #                                      a free_port() could be taken by the first server's own binds
+    #                                      before the second server's HAProxy binds it
     proc = serve(str(ckpt), "--port", str(port), "--api-key", "sk-one", "--served-model-name", "tiny-chat", "tiny",
                  "--max-model-len", "128", "--chat-template", str(tmp_path / "t.jinja"), "--seed", "7",
                  "--metrics-key", "op-key")

@@ -142,11 +142,11 @@ def run_http(config: RwtttConfig, opts, model, trace: Trace) -> ModeResult:
     from ray import serve
 
     from actors.cluster import init_ray
-    from actors.redis_server import free_port
+    from actors.local_ports import spare_ports
     from rwttt_ray.app import app_args, build_app
 
     init_ray(config.cluster.address)
-    port = free_port()
+    port = spare_ports()[0]       # reserved by this process: no other bind takes it before HAProxy's
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(app_args(config, served_model_name=[BENCH_MODEL], service_name="rwttt-bench-http")),
               name="rwttt-bench", route_prefix="/")

@@ -1,7 +1,7 @@
 """A real Serve app (the rwttt ingress) on a loopback port, over the session's Ray and Redis."""
 import pytest
 
-from actors.redis_server import free_port
+from actors.local_ports import spare_ports
 from rwttt_ray.config import RwtttConfig
 from rwttt_ray.ttt.reference import SequentialReference
 
@@ -23,7 +23,7 @@ def server(ray_session, redis_srv, http_config):
 
     from rwttt_ray.app import build_app
 
-    port = free_port()
+    port = spare_ports()[2]       # this process's (test_serve_cli's servers take [0] and [1])
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = {"config": {"model": {"ttt_chunk": 8}, "cluster": {"redis_url": redis_srv.url}}, "api_keys": KEYS,
             "service_name": "rwttt-test", "metrics_key": METRICS_KEY}
