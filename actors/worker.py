@@ -41,8 +41,7 @@ class WorkerActor:
         plan = plan_worker(model, device=config.model.device, max_group_size=b.max_group_size, **b.memory())
         self.core = WorkerCore(model, worker_id, record_logits=record_logits, capacity=plan,
                                graphs=not config.model.enforce_eager, swap_space=b.swap_space)
-        held = self.core.max_owners
-        logger.info("worker %s: %s", worker_id, plan.describe(model.max_seq_len, None if held is None else held - plan.slots))
+        logger.info("worker %s: %s", worker_id, plan.describe(self.core.runner.max_seq_len, self.core.host_owners))
         self.directory: StateDirectory = RedisDirectory(redis_url, namespace)
         self._stop = threading.Event()
         threading.Thread(target=self._heartbeat, daemon=True).start()

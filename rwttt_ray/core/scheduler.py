@@ -83,28 +83,30 @@ class SchedulerCore(OwnerState):
     def admission_worker(self, owner_id: str) -> str:
         """A worker for a new owner among those with room (owners below their max_owners);
         CapacityFullError (429) when every live worker is full."""
-        self.check_admission()
-        return self.placement.choose(owner_id, {w: load for w, load in self.loads().items() if self.has_room(w)})
+        return self.placement.choose(owner_id, self._with_room())
 
     def check_admission(self) -> None:
         """CapacityFullError (429) if live workers exist and none can hold one more owner."""
-        live = [w for w, load in self.loads().items() if load.alive]
-        if live and not any(self.has_room(w) for w in live):
-            held = sum(len(self.owners_on(w)) for w in live)
-            raise CapacityFullError(f"the cluster holds {held} owners, all its workers take (device slots and "
-                                    "the --swap-space host tier): retry when some have ended", 1)
+        self._with_room()
 
-    def has_room(self, worker_id: str) -> bool:
-        """Whether the worker can hold one more owner (a new one, or a fork of one of its own)."""
-        w = self.workers[worker_id]
-        return w.max_owners is None or len(self.owners_on(worker_id)) < w.max_owners
+    def _with_room(self) -> dict[str, WorkerLoad]:
+        loads = self.loads()
+        room = {w: load for w, load in loads.items() if self._fits(w, load.num_owners)}
+        live = [load.num_owners for load in loads.values() if load.alive]
+        if live and not any(load.alive for load in room.values()):
+            raise _full(f"the cluster holds {sum(live)} owners, all its workers take")
+        return room
+
+    def _fits(self, worker_id: str, num_owners: int) -> bool:
+        cap = self.workers[worker_id].max_owners
+        return cap is None or num_owners < cap
 
     def check_room(self, worker_id: str) -> None:
         """CapacityFullError (429) unless the worker can hold one more owner (a fork stays on its
         parent's worker)."""
-        if not self.has_room(worker_id):
-            raise CapacityFullError(f"worker {worker_id} holds {len(self.owners_on(worker_id))} owners, all its "
-                                    "device slots and --swap-space host tier take: retry when some have ended", 1)
+        held = len(self.owners_on(worker_id))
+        if not self._fits(worker_id, held):
+            raise _full(f"worker {worker_id} holds {held} owners, all it takes")
 
     def scale_observation(self, num_pending: int = 0) -> ScaleObservation:
         """What an autoscaler sees: each live, non-draining worker's slots and owners."""
@@ -252,3 +254,7 @@ class SchedulerCore(OwnerState):
 
     def replay_target(self, owner_id: str) -> OwnerProgress:
         return self.owners[owner_id].progress
+
+
+def _full(what: str) -> CapacityFullError:
+    return CapacityFullError(f"{what} (device slots and the --swap-space host tier): retry when some have ended", 1)

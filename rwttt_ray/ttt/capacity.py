@@ -194,10 +194,14 @@ def host_owners(swap_bytes: int | None, per_owner_bytes: int) -> int | None:
     return None if swap_bytes is None else swap_bytes // max(1, per_owner_bytes)
 
 
+def swap_bytes(swap_space_gib: float | None) -> int | None:
+    """--swap-space GiB as bytes (None: no limit)."""
+    return None if swap_space_gib is None else int(swap_space_gib * GIB)
+
+
 def host_tier_owners(model: Any, swap_space_gib: float | None, tokens: int) -> int | None:
     """Owners at `tokens` tokens that a --swap-space host tier holds for a live model (None: no limit)."""
-    swap = None if swap_space_gib is None else int(swap_space_gib * GIB)
-    return host_owners(swap, host_bytes_per_owner(ModelShapes.of(model), tokens))
+    return host_owners(swap_bytes(swap_space_gib), host_bytes_per_owner(ModelShapes.of(model), tokens))
 
 
 def workspace_estimate(shapes: ModelShapes, max_batch: int, fixed_bytes: int = FIXED_WORKSPACE) -> int:

@@ -16,7 +16,7 @@ import torch
 from rwttt_ray.ttt import state_io
 from rwttt_ray.ttt.state_io import OwnerSnapshot
 
-__all__ = ["HostState", "to_host", "snapshot_of", "blob_of", "nbytes_of"]
+__all__ = ["HostState", "to_host", "snapshot_of", "blob_of", "nbytes_of", "tensor_bytes"]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class HostState:
 def to_host(snap: OwnerSnapshot, stream: Any = None) -> HostState:
     """The snapshot in host memory: on CUDA (`stream`: the copy stream) pinned copies made on
     that stream without blocking the host; on CPU its tensors as they are (copies already)."""
-    nbytes = sum(t.numel() * t.element_size() for t in snap.tensors.values())
+    nbytes = tensor_bytes(snap)
     if stream is None:
         return HostState(snap, nbytes)
     stream.wait_stream(torch.cuda.current_stream())
@@ -49,6 +49,11 @@ def to_host(snap: OwnerSnapshot, stream: Any = None) -> HostState:
         ready = torch.cuda.Event()
         ready.record(stream)
     return HostState(replace(snap, tensors=host), nbytes, ready)
+
+
+def tensor_bytes(snap: OwnerSnapshot) -> int:
+    """Bytes of the snapshot's tensors (what it costs the host tier)."""
+    return sum(t.numel() * t.element_size() for t in snap.tensors.values())
 
 
 def snapshot_of(entry: bytes | HostState) -> OwnerSnapshot:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rwttt_ray.ttt import state_io
-from rwttt_ray.ttt.capacity import ModelShapes, host_bytes_per_owner, host_owners
-from rwttt_ray.ttt.host_state import HostState, blob_of, nbytes_of, snapshot_of, to_host
+from rwttt_ray.ttt.capacity import host_tier_owners
+from rwttt_ray.ttt.host_state import HostState, blob_of, nbytes_of, snapshot_of, tensor_bytes, to_host
 
 if TYPE_CHECKING:
     from rwttt_ray.ttt.runner import GroupRunner
@@ -36,7 +36,8 @@ class HostTier:
     runner: GroupRunner
     host: OrderedDict[str, bytes | HostState]   # spilled (HostState) or imported (bytes) owners
     _copy_stream: Any = None
-    swap_bytes: int | None                 # the host tier's limit (None: none)
+    swap_space: float | None               # the host tier's limit in GiB (None: none)
+    swap_bytes: int | None                 # ... in bytes
     waiting: dict[str, tuple]
     stats: dict[str, float]
 
@@ -44,12 +45,15 @@ class HostTier:
         raise NotImplementedError
 
     @property
+    def host_owners(self) -> int | None:
+        """Owners the host tier (--swap-space) takes at the full context (None: no limit)."""
+        return host_tier_owners(self.runner.model, self.swap_space, self.runner.max_seq_len)
+
+    @property
     def max_owners(self) -> int | None:
-        """Owners this worker can hold: its device slots plus as many as the host tier
-        (--swap-space) takes at the full context (None: no limit)."""
-        per_owner = host_bytes_per_owner(ModelShapes.of(self.runner.model), self.runner.max_seq_len)
-        extra = host_owners(self.swap_bytes, per_owner)
-        return None if extra is None else self.max_states_per_worker + extra
+        """Owners this worker can hold: its device slots plus the host tier's (None: no limit)."""
+        host = self.host_owners
+        return None if host is None else self.max_states_per_worker + host
 
     @property
     def copy_stream(self) -> Any:
@@ -58,10 +62,9 @@ class HostTier:
             self._copy_stream = torch.cuda.Stream()
         return self._copy_stream
 
-    def host_bytes(self, owner_id: str | None = None) -> int:
-        """Bytes the host tier holds (for one owner, or all)."""
-        entries = self.host.values() if owner_id is None else [self.host[owner_id]]
-        return sum(nbytes_of(e) for e in entries)
+    def host_bytes(self) -> int:
+        """Bytes the host tier holds."""
+        return sum(nbytes_of(e) for e in self.host.values())
 
     def export_owner(self, owner_id: str) -> bytes:
         """The owner's committed state as bytes; it leaves this worker."""
@@ -84,7 +87,7 @@ class HostTier:
         """The owner's committed state to the host tier (on CUDA its copy overlaps what follows)."""
         t0 = time.perf_counter()
         snap = self.runner.snapshot(owner_id)
-        size = sum(t.numel() * t.element_size() for t in snap.tensors.values())
+        size = tensor_bytes(snap)
         if self.swap_bytes is not None and self.host_bytes() + size > self.swap_bytes:
             raise HostTierFullError(f"worker {self.worker_id}: the host tier ({self.swap_bytes / 2**30:g} GiB, "
                                     f"--swap-space) cannot take {owner_id}'s {size / 2**20:.1f} MiB")

@@ -108,7 +108,7 @@ def build_default_model(settings: TTTSettings = DEFAULT_TTT, seed: int = DEFAULT
     with torch.device(device):
         hf = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
     _seeded_init(hf, seed)
-    hf = hf.to(dtype).eval().requires_grad_(False)
+    hf = hf.to(dtype).eval().requires_grad_(False)       # buffers too (rotary inv_freq), as checkpoints load
     settings = settings.validate_for(cfg.num_hidden_layers)
     conv, proj = random_ttt_params(cfg.hidden_size, tuple(range(cfg.num_hidden_layers)), seed)
     return TTTModel(hf, settings, conv, proj)

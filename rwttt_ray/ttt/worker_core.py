@@ -14,7 +14,7 @@ from rwttt_ray.core.phase import PhasePlan, PhaseResult
 from rwttt_ray.core.progress import OwnerProgress
 from rwttt_ray.core.types import Group
 from rwttt_ray.ttt import state_io
-from rwttt_ray.ttt.capacity import CapacityPlan
+from rwttt_ray.ttt.capacity import CapacityPlan, swap_bytes
 from rwttt_ray.ttt.host_state import HostState, blob_of, snapshot_of
 from rwttt_ray.ttt.host_tier import HostTier
 from rwttt_ray.ttt.model import TTTModel
@@ -47,7 +47,7 @@ class WorkerCore(HostTier):
                                  **{"write_reserve": write_reserve, **kw})
         self.static = StaticRounds(self.runner, graphs=graphs) if static_rounds and runner_cls.static_rounds else None
         self.host: OrderedDict[str, bytes | HostState] = OrderedDict()     # the host tier (HostTier)
-        self.swap_bytes = None if swap_space is None else int(swap_space * 2**30)
+        self.swap_space, self.swap_bytes = swap_space, swap_bytes(swap_space)
         self.waiting: dict[str, tuple] = {}                      # admitted, not yet given a device slot
         self.kept: dict[tuple[str, int], bytes] = {}             # (owner, version) -> state, for rollback
         self.keep_due: set[str] = set()                          # session turns to keep once they end
